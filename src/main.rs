@@ -1,1 +1,52 @@
-fn main() {}
+//! The `sessionlake` binary: parses the configuration, runs one subcommand,
+//! and turns any error chain into one line and a non-zero exit code.
+//!
+//! ```text
+//!  generate ──> file.jsonl.bz2 ──ingest──> landingzone/ ──raw──> r_session_events ──sessions──> uc_delta_session_events
+//!                                                              └──> r_session_events_rejected
+//! ```
+
+mod commands;
+mod config;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Command, Config};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = EnvFilter::try_new(&config.global.log).unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match &config.command {
+            Command::Generate(args) => commands::generate(&config.global, args),
+            Command::Ingest(args) => commands::ingest(&config.global, args).await,
+            Command::Raw => commands::raw(&config.global).await,
+            Command::Sessions(args) => commands::sessions(&config.global, args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

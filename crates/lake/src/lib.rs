@@ -1,1 +1,31 @@
-//! placeholder
+//! sessionlake's data lake: three zones of files and Delta Lake tables.
+//!
+//! ```text
+//!  source URL | file
+//!     |  landing::Ingest        bytes as received + manifest (sha256, size, source, time)
+//!     v
+//!  landingzone/assignment_data/<file>
+//!     |  raw::RawStage          stream-decompress, parse, one MERGE (insert-only) per event date
+//!     v
+//!  raw/assignment_data/r_session_events            (+ r_session_events_rejected)
+//!     |  sessions::SessionsStage   change feed of new raw versions, group by session, MERGE upsert
+//!     v
+//!  use_case/uc_assignment/uc_delta_session_events  (change data feed on, for serving)
+//! ```
+//!
+//! Each stage is a struct of its inputs with one `run` returning a report.
+//! Exactly-once progress is kept inside the Delta tables themselves, as
+//! application transactions committed together with the data.
+
+pub mod error;
+mod expr;
+pub mod lake;
+pub mod landing;
+pub mod progress;
+pub mod raw;
+pub mod schema;
+pub mod sessions;
+mod txn;
+
+pub use error::{LakeError, Result};
+pub use lake::Lake;

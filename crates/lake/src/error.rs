@@ -1,0 +1,117 @@
+//! The lake's error type. Bad *data* is never an error here: it becomes a
+//! rejected row. These are failures of configuration, I/O or storage.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a lake stage.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// A local file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "creating", …).
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Downloading a source failed.
+    #[error("downloading {url}: {message}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What went wrong, in one line.
+        message: String,
+    },
+    /// The source is not what the lake accepts (e.g. not bzip2).
+    #[error("{source_name} is not a bzip2 file (it starts with {magic:?}, expected \"BZh\")")]
+    NotBzip2 {
+        /// The source as given.
+        source_name: String,
+        /// Its first bytes.
+        magic: String,
+    },
+    /// A landed file is unreadable as bzip2 (truncated or corrupt).
+    #[error("decompressing {path}: {message}")]
+    Corrupt {
+        /// The landed file.
+        path: PathBuf,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// The landing manifest is damaged.
+    #[error("landing manifest {path} line {line}: {message}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Delta Lake operation failed.
+    #[error("delta table {table}: {source}")]
+    Delta {
+        /// The table's name.
+        table: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// A DataFusion query failed.
+    #[error("query on {table}: {source}")]
+    Query {
+        /// The table's name.
+        table: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<deltalake::datafusion::error::DataFusionError>,
+    },
+    /// Building Arrow data failed (a bug rather than bad input).
+    #[error("arrow: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    /// A table holds something the lake did not write.
+    #[error("table {table}: {message}")]
+    Unexpected {
+        /// The table's name.
+        table: &'static str,
+        /// What was found.
+        message: String,
+    },
+}
+
+/// The lake's result type.
+pub type Result<T, E = LakeError> = std::result::Result<T, E>;
+
+impl LakeError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> LakeError {
+        let path = path.into();
+        move |source| LakeError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    pub(crate) fn delta(
+        table: &'static str,
+    ) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {
+        move |source| LakeError::Delta {
+            table,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn query(
+        table: &'static str,
+    ) -> impl FnOnce(deltalake::datafusion::error::DataFusionError) -> LakeError {
+        move |source| LakeError::Query {
+            table,
+            source: Box::new(source),
+        }
+    }
+}

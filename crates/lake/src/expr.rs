@@ -1,0 +1,21 @@
+//! Column references for MERGE expressions. Built as `Column` values, never
+//! parsed from text, because DataFusion lower-cases unquoted identifiers and
+//! our tables have upper-case columns (`EVENT_DATE`, `UNIQUE_ID_ROW`).
+
+use deltalake::datafusion::common::Column;
+use deltalake::datafusion::logical_expr::Expr;
+
+/// Alias of the MERGE target.
+pub(crate) const TARGET: &str = "target";
+/// Alias of the MERGE source.
+pub(crate) const SOURCE: &str = "source";
+
+/// `target.<name>`, case preserved.
+pub(crate) fn target(name: &str) -> Expr {
+    Expr::Column(Column::new(Some(TARGET), name))
+}
+
+/// `source.<name>`, case preserved.
+pub(crate) fn source(name: &str) -> Expr {
+    Expr::Column(Column::new(Some(SOURCE), name))
+}

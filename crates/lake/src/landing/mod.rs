@@ -1,0 +1,8 @@
+//! The landing zone (bronze): source files exactly as received, plus a
+//! manifest of what landed. See [`Ingest`].
+
+mod ingest;
+mod manifest;
+
+pub use ingest::{Ingest, LandingReport, Source};
+pub use manifest::{Manifest, ManifestEntry};

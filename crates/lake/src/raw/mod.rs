@@ -1,0 +1,289 @@
+//! The raw zone (silver): landed files → `r_session_events` (one row per
+//! distinct valid event) and `r_session_events_rejected` (every other line,
+//! with its reason).
+//!
+//! Per landed file: read and parse it once ([`read`]), append its rejected
+//! lines in one commit, then MERGE its valid events one micro-batch per
+//! event date, in date order, inserting only rows whose UNIQUE_ID_ROW is not
+//! in that date's partition yet. Progress markers (Delta application
+//! transactions) ride in the same commits:
+//!
+//! - `sessionlake-raw/<sha256>/<date>` — that date of that file is merged;
+//! - `sessionlake-raw/<sha256>` — the whole file is (on its last MERGE);
+//! - `sessionlake-rejected/<sha256>` — its rejected lines are written.
+//!
+//! So a crash at any point resumes where it stopped, and a re-run of a
+//! processed file reads nothing and commits nothing.
+
+mod batch;
+pub mod read;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use deltalake::DeltaTable;
+use deltalake::datafusion::prelude::{SessionContext, lit};
+use deltalake::datafusion::scalar::ScalarValue;
+use sessionlake_model::tables::raw as columns;
+use sessionlake_model::time::date_of_day;
+use sessionlake_model::{Event, RejectReason};
+use tracing::info;
+
+use crate::error::{LakeError, Result};
+use crate::expr::{SOURCE, TARGET, source, target};
+use crate::lake::Lake;
+use crate::landing::{Manifest, ManifestEntry};
+use crate::schema::{RAW, REJECTED};
+use crate::{progress, txn};
+
+pub use batch::raw_batch;
+
+/// Event dates processed in debug mode (1-based positions among a file's
+/// sorted dates), like the reference's debug flag.
+pub const DEBUG_DATES: std::ops::RangeInclusive<usize> = 5..=7;
+
+/// The raw stage's inputs.
+#[derive(Debug, Clone)]
+pub struct RawStage {
+    /// The lake.
+    pub lake: Lake,
+    /// Only merge event dates [`DEBUG_DATES`] of each file.
+    pub debug: bool,
+    /// Show progress bars.
+    pub show_progress: bool,
+}
+
+/// What a raw run did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RawReport {
+    /// Landed files read in this run.
+    pub files_processed: u64,
+    /// Landed files already fully processed earlier (not read).
+    pub files_skipped: u64,
+    /// Lines read.
+    pub lines: u64,
+    /// Rows inserted into the raw table.
+    pub inserted: u64,
+    /// Valid events not inserted because they were already there.
+    pub duplicates: u64,
+    /// Rows appended to the rejected table.
+    pub rejected: u64,
+    /// Rejected rows per reason code.
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Event dates merged.
+    pub dates_merged: u64,
+    /// Event dates skipped (merged by an earlier run, or outside the debug slice).
+    pub dates_skipped: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+impl RawStage {
+    /// Processes every landed file not processed yet.
+    pub async fn run(&self) -> Result<RawReport> {
+        let started = Instant::now();
+        let mut report = RawReport::default();
+        let entries = Manifest::in_dir(&self.lake.landing_dir()).entries()?;
+        let mut raw_table = self.lake.open_or_create(&RAW).await?;
+        let mut rejected_table = self.lake.open_or_create(&REJECTED).await?;
+        for entry in &entries {
+            let file_marker = format!("sessionlake-raw/{}", entry.sha256);
+            if txn::applied_version(&raw_table, RAW.name, &file_marker)
+                .await?
+                .is_some()
+            {
+                report.files_skipped += 1;
+                continue;
+            }
+            let path = self.lake.landing_dir().join(&entry.file);
+            (raw_table, rejected_table) = self
+                .process_file(
+                    entry,
+                    &path,
+                    &file_marker,
+                    raw_table,
+                    rejected_table,
+                    &mut report,
+                )
+                .await?;
+            report.files_processed += 1;
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    async fn process_file(
+        &self,
+        entry: &ManifestEntry,
+        path: &Path,
+        file_marker: &str,
+        mut raw_table: DeltaTable,
+        mut rejected_table: DeltaTable,
+        report: &mut RawReport,
+    ) -> Result<(DeltaTable, DeltaTable)> {
+        let bar = progress::bytes_bar(Some(entry.size), "raw read");
+        if !self.show_progress {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let reader_bar = bar.clone();
+        let owned_path = path.to_path_buf();
+        let parsed = tokio::task::spawn_blocking(move || {
+            read::read_landed_file(&owned_path, move |n| reader_bar.set_position(n))
+        })
+        .await
+        .map_err(|join| LakeError::Unexpected {
+            table: RAW.name,
+            message: format!("reader task failed: {join}"),
+        })??;
+        bar.finish_and_clear();
+        info!(file = %entry.file, lines = parsed.lines, valid = parsed.valid_events(), rejected = parsed.rejected.len(), dates = parsed.days.len(), "parsed landed file");
+        report.lines += parsed.lines;
+
+        rejected_table = self
+            .write_rejected(entry, &parsed, rejected_table, report)
+            .await?;
+
+        let dates: Vec<(usize, i32)> = parsed
+            .days
+            .keys()
+            .copied()
+            .enumerate()
+            .map(|(index, day)| (index + 1, day))
+            .collect();
+        let selected: Vec<i32> = dates
+            .iter()
+            .filter(|(position, _)| !self.debug || DEBUG_DATES.contains(position))
+            .map(|&(_, day)| day)
+            .collect();
+        report.dates_skipped += (dates.len() - selected.len()) as u64;
+        let bar = progress::steps_bar(selected.len() as u64, "raw merge");
+        if !self.show_progress {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        for (index, &day) in selected.iter().enumerate() {
+            let date = date_of_day(day);
+            bar.set_message(date.to_string());
+            let date_marker = format!("{file_marker}/{date}");
+            if txn::applied_version(&raw_table, RAW.name, &date_marker)
+                .await?
+                .is_some()
+            {
+                report.dates_skipped += 1;
+                bar.inc(1);
+                continue;
+            }
+            let is_last = index + 1 == selected.len();
+            let mut markers = vec![(date_marker, 1)];
+            if is_last && !self.debug {
+                markers.push((file_marker.to_string(), 1));
+            }
+            let events = &parsed.days[&day];
+            let (table, inserted) = merge_date(raw_table, day, events, markers).await?;
+            raw_table = table;
+            report.inserted += inserted;
+            report.duplicates += events.len() as u64 - inserted;
+            report.dates_merged += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok((raw_table, rejected_table))
+    }
+
+    async fn write_rejected(
+        &self,
+        entry: &ManifestEntry,
+        parsed: &read::ParsedFile,
+        rejected_table: DeltaTable,
+        report: &mut RawReport,
+    ) -> Result<DeltaTable> {
+        let marker = format!("sessionlake-rejected/{}", entry.sha256);
+        if parsed.rejected.is_empty()
+            || txn::applied_version(&rejected_table, REJECTED.name, &marker)
+                .await?
+                .is_some()
+        {
+            return Ok(rejected_table);
+        }
+        let batch = batch::rejected_batch(&parsed.rejected, &entry.file, chrono::Utc::now())?;
+        let table = rejected_table
+            .write(vec![batch])
+            .with_commit_properties(txn::commit_with([(marker, 1)]))
+            .await
+            .map_err(LakeError::delta(REJECTED.name))?;
+        report.rejected += parsed.rejected.len() as u64;
+        for (reason, count) in parsed.rejected_by_reason() {
+            *report
+                .rejected_by_reason
+                .entry(reason.code().to_string())
+                .or_insert(0) += count;
+        }
+        Ok(table)
+    }
+}
+
+/// Keeps the first of events sharing an identity (kind + session), in file
+/// order: a repeated line is a duplicate, not a second event.
+fn first_of_each(events: &[Event]) -> Vec<Event> {
+    let mut seen = HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .filter(|event| seen.insert((event.kind, event.session_id)))
+        .copied()
+        .collect()
+}
+
+/// MERGEs one event date's events, inserting those not in the date's
+/// partition yet. Returns the new table and the rows inserted.
+async fn merge_date(
+    table: DeltaTable,
+    day: i32,
+    events: &[Event],
+    markers: Vec<(String, i64)>,
+) -> Result<(DeltaTable, u64)> {
+    let distinct = first_of_each(events);
+    let batch = raw_batch(&distinct, chrono::Utc::now())?;
+    let context = SessionContext::new();
+    let source_frame = context
+        .read_batch(batch)
+        .map_err(LakeError::query(RAW.name))?;
+    let date = lit(ScalarValue::Date32(Some(day)));
+    // The date literal on the target side is what prunes the scan to one
+    // partition; an event's date is part of its identity here, since the
+    // same event always carries the same ts.
+    let predicate = target(columns::EVENT_DATE)
+        .eq(date)
+        .and(target(columns::UNIQUE_ID_ROW).eq(source(columns::UNIQUE_ID_ROW)));
+    let (table, metrics) = table
+        .merge(source_frame, predicate)
+        .with_source_alias(SOURCE)
+        .with_target_alias(TARGET)
+        .with_commit_properties(txn::commit_with(markers))
+        .when_not_matched_insert(|insert| {
+            RAW.columns.iter().fold(insert, |insert, &(name, _, _)| {
+                insert.set(name, source(name))
+            })
+        })
+        .map_err(LakeError::delta(RAW.name))?
+        .await
+        .map_err(LakeError::delta(RAW.name))?;
+    info!(
+        date = %date_of_day(day),
+        source_rows = metrics.num_source_rows,
+        inserted = metrics.num_target_rows_inserted,
+        files_scanned = metrics.num_target_files_scanned,
+        files_skipped = metrics.num_target_files_skipped_during_scan,
+        rows_copied = metrics.num_target_rows_copied,
+        ms = metrics.execution_time_ms,
+        "merged raw micro-batch"
+    );
+    Ok((table, metrics.num_target_rows_inserted as u64))
+}
+
+/// Reason codes as report keys.
+pub fn reason_counts(counts: &BTreeMap<RejectReason, u64>) -> BTreeMap<String, u64> {
+    counts
+        .iter()
+        .map(|(reason, count)| (reason.code().to_string(), *count))
+        .collect()
+}

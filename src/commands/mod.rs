@@ -1,0 +1,114 @@
+//! One function per subcommand: build the stage from the configuration, run
+//! it, print its report.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sessionlake_lake::Lake;
+use sessionlake_lake::landing::{Ingest, Source};
+use sessionlake_lake::raw::RawStage;
+use sessionlake_lake::sessions::SessionsStage;
+
+use crate::config::{GenerateArgs, GlobalArgs, IngestArgs, SessionsArgs};
+use crate::report;
+
+fn show_progress(global: &GlobalArgs) -> bool {
+    !global.quiet && !global.json
+}
+
+/// `sessionlake generate`.
+pub fn generate(global: &GlobalArgs, args: &GenerateArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.anomaly_rate) {
+        bail!(
+            "--anomaly-rate must be between 0 and 1, got {}",
+            args.anomaly_rate
+        );
+    }
+    let started = std::time::Instant::now();
+    let generator = sessionlake_generator::GeneratorConfig {
+        sessions: args.sessions,
+        seed: args.seed,
+        anomaly_rate: args.anomaly_rate,
+    };
+    let truth = sessionlake_generator::generate_file(&generator, &args.out)
+        .with_context(|| format!("while generating {}", args.out.display()))?;
+    if let Some(path) = &args.truth {
+        std::fs::write(path, truth.to_json_pretty())
+            .with_context(|| format!("while writing the truth to {}", path.display()))?;
+    }
+    let summary = serde_json::json!({
+        "out": args.out.display().to_string(),
+        "truth": args.truth.as_ref().map(|path| path.display().to_string()),
+        "lines": truth.lines,
+        "sessions": truth.sessions,
+        "raw_rows": truth.raw_rows,
+        "rejected_rows": truth.rejected_rows,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    report::print(global, "generate", &summary);
+    Ok(())
+}
+
+/// `sessionlake ingest`.
+pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<()> {
+    let stage = Ingest {
+        lake: Lake::new(&global.lake),
+        source: Source::parse(&args.source),
+        show_progress: show_progress(global),
+    };
+    let landed = stage
+        .run()
+        .await
+        .with_context(|| format!("while landing {}", args.source))?;
+    let summary = serde_json::json!({
+        "file": landed.path.display().to_string(),
+        "sha256": landed.entry.sha256,
+        "size": landed.entry.size,
+        "already_landed": landed.already_landed,
+        "seconds": landed.seconds,
+    });
+    report::print(global, "ingest", &summary);
+    Ok(())
+}
+
+/// `sessionlake raw`.
+pub async fn raw(global: &GlobalArgs) -> Result<()> {
+    let stage = RawStage {
+        lake: Lake::new(&global.lake),
+        debug: global.debug,
+        show_progress: show_progress(global),
+    };
+    let outcome = stage
+        .run()
+        .await
+        .context("while refining landed files into the raw table")?;
+    report::print(global, "raw", &outcome);
+    Ok(())
+}
+
+/// `sessionlake sessions`.
+pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
+    let stage = SessionsStage {
+        lake: Lake::new(&global.lake),
+        max_versions_per_batch: args.max_versions_per_batch,
+        max_batches: args.max_batches,
+        show_progress: show_progress(global) && !args.follow,
+    };
+    loop {
+        let outcome = stage
+            .run()
+            .await
+            .context("while folding raw versions into the sessions table")?;
+        if !args.follow {
+            report::print(global, "sessions", &outcome);
+            return Ok(());
+        }
+        if outcome.batches > 0 {
+            report::print(global, "sessions", &outcome);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(args.poll_seconds.max(0.05))) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The one configuration type: command-line flags, each also readable from
+//! a `SESSIONLAKE_*` environment variable, with defaults for a local run.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+/// The URL of the real data file (DATA.md).
+pub const DEFAULT_SOURCE: &str =
+    "https://cdn.unityads.unity3d.com/assignments/assignment_data.jsonl.bz2";
+
+/// sessionlake: a lakehouse for player-session events.
+///
+/// Data flows landing → raw → sessions (Delta Lake tables under --lake).
+#[derive(Debug, Parser)]
+#[command(name = "sessionlake", version, about, long_about = None)]
+pub struct Config {
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Root directory of the lake (zones and tables live under it).
+    #[arg(
+        long,
+        global = true,
+        env = "SESSIONLAKE_LAKE",
+        default_value = "./data_lake"
+    )]
+    pub lake: PathBuf,
+    /// Debug mode: the raw stage merges only event dates 5 to 7 of each file.
+    #[arg(
+        long,
+        global = true,
+        env = "SESSIONLAKE_DEBUG",
+        default_value_t = false
+    )]
+    pub debug: bool,
+    /// The service clock, an RFC 3339 instant (real UTC time when unset).
+    #[arg(long, global = true, env = "SESSIONLAKE_NOW")]
+    pub now: Option<DateTime<Utc>>,
+    /// Print each command's report as one JSON object on stdout.
+    #[arg(long, global = true, env = "SESSIONLAKE_JSON", default_value_t = false)]
+    pub json: bool,
+    /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
+    #[arg(
+        long,
+        global = true,
+        env = "SESSIONLAKE_QUIET",
+        default_value_t = false
+    )]
+    pub quiet: bool,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `sessionlake_lake=debug`.
+    #[arg(long, global = true, env = "SESSIONLAKE_LOG", default_value = "warn")]
+    pub log: String,
+}
+
+/// The subcommands, in data-flow order.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a deterministic bzip2 JSON Lines file of session events, and its ground truth.
+    Generate(GenerateArgs),
+    /// Land a file or URL into landingzone/ (atomic, idempotent, with a manifest).
+    Ingest(IngestArgs),
+    /// Parse landed files into r_session_events and r_session_events_rejected.
+    Raw,
+    /// Fold new raw versions into uc_delta_session_events (one row per session).
+    Sessions(SessionsArgs),
+}
+
+/// `generate` options.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Output file (bzip2-compressed JSON Lines).
+    #[arg(
+        long,
+        env = "SESSIONLAKE_GENERATE_OUT",
+        default_value = "assignment_data.jsonl.bz2"
+    )]
+    pub out: PathBuf,
+    /// Number of sessions (full size is 500,000, like the real file).
+    #[arg(long, env = "SESSIONLAKE_GENERATE_SESSIONS", default_value_t = 500_000)]
+    pub sessions: u64,
+    /// Random seed: the same seed writes the same bytes.
+    #[arg(long, env = "SESSIONLAKE_GENERATE_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Share of anomalous lines (0 to 1); every kind of bad input of DATA.md appears when > 0.
+    #[arg(long, env = "SESSIONLAKE_GENERATE_ANOMALY_RATE", default_value_t = 0.0)]
+    pub anomaly_rate: f64,
+    /// Where to write the ground truth as JSON (optional).
+    #[arg(long, env = "SESSIONLAKE_GENERATE_TRUTH")]
+    pub truth: Option<PathBuf>,
+}
+
+/// `ingest` options.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// A URL (http/https) or a local file path.
+    #[arg(long, env = "SESSIONLAKE_SOURCE", default_value = DEFAULT_SOURCE)]
+    pub source: String,
+}
+
+/// `sessions` options.
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Keep polling for new raw versions instead of stopping when caught up.
+    #[arg(long, env = "SESSIONLAKE_FOLLOW", default_value_t = false)]
+    pub follow: bool,
+    /// Seconds between polls with --follow.
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value_t = 1.0)]
+    pub poll_seconds: f64,
+    /// Most raw versions folded into one gold MERGE.
+    #[arg(long, env = "SESSIONLAKE_MAX_VERSIONS_PER_BATCH", default_value_t = 16)]
+    pub max_versions_per_batch: u64,
+    /// Stop after this many micro-batches (for crash tests).
+    #[arg(long, hide = true, env = "SESSIONLAKE_MAX_BATCHES")]
+    pub max_batches: Option<u64>,
+}
