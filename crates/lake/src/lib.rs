@@ -22,6 +22,7 @@ mod expr;
 pub mod lake;
 pub mod landing;
 pub mod progress;
+pub mod query;
 pub mod raw;
 pub mod schema;
 pub mod sessions;

@@ -1,0 +1,175 @@
+//! Landing: local copies and real HTTP downloads (a server on 127.0.0.1),
+//! atomic and idempotent, with one clear error and no partial file on failure.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use sessionlake_lake::landing::{Ingest, Manifest, Source};
+use sessionlake_lake::{Lake, LakeError};
+
+use crate::util::generated;
+
+async fn land(
+    lake: &Lake,
+    source: Source,
+) -> Result<sessionlake_lake::landing::LandingReport, LakeError> {
+    Ingest {
+        lake: lake.clone(),
+        source,
+        show_progress: false,
+    }
+    .run()
+    .await
+}
+
+/// Files in the landing folder other than the manifest.
+fn landed_files(lake: &Lake) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(lake.landing_dir())
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.retain(|name| name != "_manifest.jsonl");
+    names.sort();
+    names
+}
+
+/// Serves `body` at `/data.jsonl.bz2` and 404 elsewhere; returns the base URL.
+async fn serve(body: Vec<u8>) -> String {
+    let app = Router::new()
+        .route("/data.jsonl.bz2", get(move || async move { body.clone() }))
+        .fallback(|| async { StatusCode::NOT_FOUND });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+/// A server that promises `claimed` bytes and sends `sent`, then hangs up.
+fn serve_truncated(sent: Vec<u8>, claimed: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {claimed}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            );
+            let _ = stream.write_all(header.as_bytes());
+            let _ = stream.write_all(&sent);
+        }
+    });
+    format!("http://{address}/data.jsonl.bz2")
+}
+
+fn bytes_of(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_lands_the_exact_bytes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = generated(dir.path(), 200, 1, 0.0);
+    let body = bytes_of(&file);
+    let base = serve(body.clone()).await;
+    let lake = Lake::new(dir.path().join("lake"));
+
+    let url = format!("{base}/data.jsonl.bz2");
+    let first = land(&lake, Source::Url(url.clone())).await.unwrap();
+    assert!(!first.already_landed);
+    assert_eq!(bytes_of(&first.path), body);
+    assert_eq!(first.entry.size, body.len() as u64);
+    assert_eq!(first.entry.source, url);
+    assert_eq!(first.entry.file, "data.jsonl.bz2");
+
+    // The same bytes again, by URL or by local copy: nothing new.
+    let second = land(&lake, Source::Url(url)).await.unwrap();
+    assert!(second.already_landed);
+    let third = land(&lake, Source::File(file.clone())).await.unwrap();
+    assert!(third.already_landed);
+    assert_eq!(landed_files(&lake), vec!["data.jsonl.bz2"]);
+    assert_eq!(
+        Manifest::in_dir(&lake.landing_dir())
+            .entries()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Other bytes under the same name land beside it.
+    let (other, _) = generated(dir.path(), 200, 2, 0.0);
+    let renamed = dir.path().join("data.jsonl.bz2");
+    std::fs::copy(&other, &renamed).unwrap();
+    let fourth = land(&lake, Source::File(renamed)).await.unwrap();
+    assert!(!fourth.already_landed);
+    assert_ne!(fourth.entry.file, "data.jsonl.bz2");
+    assert_eq!(landed_files(&lake).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_errors_are_one_line_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path().join("lake"));
+    let (file, _) = generated(dir.path(), 200, 1, 0.0);
+    let body = bytes_of(&file);
+
+    let base = serve(body.clone()).await;
+    let missing = land(&lake, Source::Url(format!("{base}/nothing-here.bz2")))
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("404"), "{missing}");
+
+    let truncated = land(
+        &lake,
+        Source::Url(serve_truncated(body[..1000].to_vec(), body.len())),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(truncated, LakeError::Download { .. }),
+        "{truncated}"
+    );
+
+    let closed_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = land(&lake, Source::Url(format!("http://{closed_port}/x.bz2")))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().to_lowercase().contains("refused"),
+        "{refused}"
+    );
+
+    let text = dir.path().join("plain.jsonl");
+    std::fs::write(&text, "{\"event\":\"start\"}\n").unwrap();
+    let not_bzip2 = land(&lake, Source::File(text)).await.unwrap_err();
+    assert!(
+        matches!(not_bzip2, LakeError::NotBzip2 { .. }),
+        "{not_bzip2}"
+    );
+
+    let absent = land(&lake, Source::File(dir.path().join("absent.bz2")))
+        .await
+        .unwrap_err();
+    assert!(absent.to_string().contains("absent.bz2"), "{absent}");
+
+    for error in [&missing, &truncated, &refused, &not_bzip2, &absent] {
+        assert!(!error.to_string().contains('\n'), "one line: {error}");
+    }
+    assert_eq!(landed_files(&lake), Vec::<String>::new(), "no partial file");
+    assert!(
+        Manifest::in_dir(&lake.landing_dir())
+            .entries()
+            .unwrap()
+            .is_empty()
+    );
+}

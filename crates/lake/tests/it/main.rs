@@ -1,0 +1,12 @@
+//! Integration tests of the lake, one binary:
+//!
+//! - `pipeline`: generate → ingest → raw → sessions equals the generator's truth
+//! - `incremental`: re-runs, crashes between commits, out-of-order arrival
+//! - `landing`: copying and downloading (local HTTP server), and their errors
+//! - `tables`: the tables are plain Delta Lake any reader accepts
+
+mod incremental;
+mod landing;
+mod pipeline;
+mod tables;
+mod util;
