@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 /// The URL of the real data file (DATA.md).
-pub const DEFAULT_SOURCE: &str =
-    "https://cdn.unityads.unity3d.com/assignments/assignment_data.jsonl.bz2";
+pub const DEFAULT_SOURCE: &str = "https://cdn.unityads.unity3d.com/assignments/assignment_data.jsonl.bz2";
 
 /// sessionlake: a lakehouse for player-session events.
 ///
@@ -28,20 +27,10 @@ pub struct Config {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Root directory of the lake (zones and tables live under it).
-    #[arg(
-        long,
-        global = true,
-        env = "SESSIONLAKE_LAKE",
-        default_value = "./data_lake"
-    )]
+    #[arg(long, global = true, env = "SESSIONLAKE_LAKE", default_value = "./data_lake")]
     pub lake: PathBuf,
     /// Debug mode: the raw stage merges only event dates 5 to 7 of each file.
-    #[arg(
-        long,
-        global = true,
-        env = "SESSIONLAKE_DEBUG",
-        default_value_t = false
-    )]
+    #[arg(long, global = true, env = "SESSIONLAKE_DEBUG", default_value_t = false)]
     pub debug: bool,
     /// The service clock, an RFC 3339 instant (real UTC time when unset).
     #[arg(long, global = true, env = "SESSIONLAKE_NOW")]
@@ -50,15 +39,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "SESSIONLAKE_JSON", default_value_t = false)]
     pub json: bool,
     /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
-    #[arg(
-        long,
-        global = true,
-        env = "SESSIONLAKE_QUIET",
-        default_value_t = false
-    )]
+    #[arg(long, global = true, env = "SESSIONLAKE_QUIET", default_value_t = false)]
     pub quiet: bool,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `sessionlake_lake=debug`.
-    #[arg(long, global = true, env = "SESSIONLAKE_LOG", default_value = "warn")]
+    /// The default hides the Delta kernel's error log of probing a table that
+    /// does not exist yet, which happens on every table creation.
+    #[arg(long, global = true, env = "SESSIONLAKE_LOG", default_value = "warn,buoyant_kernel::snapshot::builder=off")]
     pub log: String,
 }
 
@@ -79,11 +65,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Output file (bzip2-compressed JSON Lines).
-    #[arg(
-        long,
-        env = "SESSIONLAKE_GENERATE_OUT",
-        default_value = "assignment_data.jsonl.bz2"
-    )]
+    #[arg(long, env = "SESSIONLAKE_GENERATE_OUT", default_value = "assignment_data.jsonl.bz2")]
     pub out: PathBuf,
     /// Number of sessions (full size is 500,000, like the real file).
     #[arg(long, env = "SESSIONLAKE_GENERATE_SESSIONS", default_value_t = 500_000)]

@@ -19,10 +19,7 @@ fn show_progress(global: &GlobalArgs) -> bool {
 /// `sessionlake generate`.
 pub fn generate(global: &GlobalArgs, args: &GenerateArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&args.anomaly_rate) {
-        bail!(
-            "--anomaly-rate must be between 0 and 1, got {}",
-            args.anomaly_rate
-        );
+        bail!("--anomaly-rate must be between 0 and 1, got {}", args.anomaly_rate);
     }
     let started = std::time::Instant::now();
     let generator = sessionlake_generator::GeneratorConfig {
@@ -56,10 +53,7 @@ pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<()> {
         source: Source::parse(&args.source),
         show_progress: show_progress(global),
     };
-    let landed = stage
-        .run()
-        .await
-        .with_context(|| format!("while landing {}", args.source))?;
+    let landed = stage.run().await.with_context(|| format!("while landing {}", args.source))?;
     let summary = serde_json::json!({
         "file": landed.path.display().to_string(),
         "sha256": landed.entry.sha256,
@@ -73,15 +67,8 @@ pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<()> {
 
 /// `sessionlake raw`.
 pub async fn raw(global: &GlobalArgs) -> Result<()> {
-    let stage = RawStage {
-        lake: Lake::new(&global.lake),
-        debug: global.debug,
-        show_progress: show_progress(global),
-    };
-    let outcome = stage
-        .run()
-        .await
-        .context("while refining landed files into the raw table")?;
+    let stage = RawStage { lake: Lake::new(&global.lake), debug: global.debug, show_progress: show_progress(global) };
+    let outcome = stage.run().await.context("while refining landed files into the raw table")?;
     report::print(global, "raw", &outcome);
     Ok(())
 }
@@ -95,10 +82,7 @@ pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
         show_progress: show_progress(global) && !args.follow,
     };
     loop {
-        let outcome = stage
-            .run()
-            .await
-            .context("while folding raw versions into the sessions table")?;
+        let outcome = stage.run().await.context("while folding raw versions into the sessions table")?;
         if !args.follow {
             report::print(global, "sessions", &outcome);
             return Ok(());

@@ -50,9 +50,7 @@ fn push_digits(buf: &mut Vec<u8>, value: u32, width: u32) {
 
 /// Appends `YYYY-MM-DDTHH:MM:SS.ffffff` (UTC, no offset).
 pub(crate) fn push_ts(buf: &mut Vec<u8>, micros: i64) {
-    let datetime = DateTime::from_timestamp_micros(micros)
-        .expect("ts in range")
-        .naive_utc();
+    let datetime = DateTime::from_timestamp_micros(micros).expect("ts in range").naive_utc();
     push_digits(buf, datetime.year() as u32, 4);
     buf.push(b'-');
     push_digits(buf, datetime.month(), 2);
@@ -132,9 +130,7 @@ pub(crate) fn push_valid_line(buf: &mut Vec<u8>, line: &ValidLine, players: &[Pl
                 buf.extend_from_slice(&player.country);
                 buf.push(b'"');
             }
-            _ => buf.extend_from_slice(
-                EXTRA_FIELDS[usize::from(line.extra - 1) % EXTRA_FIELDS.len()].as_bytes(),
-            ),
+            _ => buf.extend_from_slice(EXTRA_FIELDS[usize::from(line.extra - 1) % EXTRA_FIELDS.len()].as_bytes()),
         }
     }
     buf.extend_from_slice(b"}\n");
@@ -155,11 +151,7 @@ mod tests {
         let mut buf = Vec::new();
         push_hex32(&mut buf, 0xabc);
         assert_eq!(String::from_utf8(buf).unwrap(), format_player_id(0xabc));
-        for micros in [
-            1_480_682_885_520_022i64,
-            1_480_682_885_000_000,
-            1_420_070_400_000_001,
-        ] {
+        for micros in [1_480_682_885_520_022i64, 1_480_682_885_000_000, 1_420_070_400_000_001] {
             let mut buf = Vec::new();
             push_ts(&mut buf, micros);
             assert_eq!(String::from_utf8(buf).unwrap(), format_ts_micros(micros));

@@ -61,13 +61,7 @@ pub(crate) enum JunkKind {
     CountryDigits,
 }
 
-const FIELDS: [Field; 5] = [
-    Field::Event,
-    Field::Ts,
-    Field::SessionId,
-    Field::PlayerId,
-    Field::Country,
-];
+const FIELDS: [Field; 5] = [Field::Event, Field::Ts, Field::SessionId, Field::PlayerId, Field::Country];
 
 /// Every kind of bad line (each appears at least once when anomalies are on).
 pub(crate) fn all_kinds() -> Vec<JunkKind> {
@@ -125,29 +119,19 @@ impl JunkKind {
     /// The reason `parse_line` gives for a line of this kind.
     pub(crate) fn reason(self) -> RejectReason {
         match self {
-            JunkKind::TruncatedObject | JunkKind::PlainText | JunkKind::RepeatedKey => {
-                RejectReason::InvalidJson
-            }
-            JunkKind::JsonArray | JunkKind::JsonString | JunkKind::JsonNumber => {
-                RejectReason::NotAnObject
-            }
+            JunkKind::TruncatedObject | JunkKind::PlainText | JunkKind::RepeatedKey => RejectReason::InvalidJson,
+            JunkKind::JsonArray | JunkKind::JsonString | JunkKind::JsonNumber => RejectReason::NotAnObject,
             JunkKind::BadUtf8 => RejectReason::InvalidUtf8,
             JunkKind::Empty | JunkKind::Blank => RejectReason::EmptyLine,
             JunkKind::Missing(_) | JunkKind::Null(_) => RejectReason::MissingField,
-            JunkKind::WrongNumber(_) | JunkKind::WrongObject(_) | JunkKind::WrongBool(_) => {
-                RejectReason::WrongType
-            }
+            JunkKind::WrongNumber(_) | JunkKind::WrongObject(_) | JunkKind::WrongBool(_) => RejectReason::WrongType,
             JunkKind::UnknownEvent => RejectReason::UnknownEvent,
             JunkKind::TsImpossible | JunkKind::TsWord => RejectReason::InvalidTs,
             JunkKind::SessionNoDashes | JunkKind::SessionBadHex | JunkKind::SessionShort => {
                 RejectReason::InvalidSessionId
             }
-            JunkKind::PlayerShort | JunkKind::PlayerNonHex | JunkKind::PlayerDashes => {
-                RejectReason::InvalidPlayerId
-            }
-            JunkKind::CountryLower | JunkKind::CountryThree | JunkKind::CountryDigits => {
-                RejectReason::InvalidCountry
-            }
+            JunkKind::PlayerShort | JunkKind::PlayerNonHex | JunkKind::PlayerDashes => RejectReason::InvalidPlayerId,
+            JunkKind::CountryLower | JunkKind::CountryThree | JunkKind::CountryDigits => RejectReason::InvalidCountry,
         }
     }
 
@@ -236,11 +220,7 @@ fn set(pairs: &mut Pairs, key: &str, value: Vec<u8>) {
 }
 
 fn value_text(pairs: &Pairs, key: &str) -> Vec<u8> {
-    let value = &pairs
-        .iter()
-        .find(|(k, _)| *k == key)
-        .expect("field in template")
-        .1;
+    let value = &pairs.iter().find(|(k, _)| *k == key).expect("field in template").1;
     value[1..value.len() - 1].to_vec()
 }
 
@@ -284,24 +264,18 @@ pub(crate) fn make(kind: JunkKind, rng: &mut ChaCha8Rng, seed: &Seed) -> Vec<u8>
             let line = match rng.random_range(0..3) {
                 0 => "[]".to_string(),
                 1 => "[1,2,3]".to_string(),
-                _ => format!(
-                    "[{}]",
-                    String::from_utf8(write_pairs(&pairs)).expect("ascii")
-                ),
+                _ => format!("[{}]", String::from_utf8(write_pairs(&pairs)).expect("ascii")),
             };
             return line.into_bytes();
         }
         JunkKind::JsonString => {
             return match rng.random_range(0..2) {
                 0 => b"\"start\"".to_vec(),
-                _ => serde_json::to_vec(&String::from_utf8(write_pairs(&pairs)).expect("ascii"))
-                    .expect("string"),
+                _ => serde_json::to_vec(&String::from_utf8(write_pairs(&pairs)).expect("ascii")).expect("string"),
             };
         }
         JunkKind::JsonNumber => {
-            return pick(rng, &["42", "1480682885.520022", "-7", "0"])
-                .as_bytes()
-                .to_vec();
+            return pick(rng, &["42", "1480682885.520022", "-7", "0"]).as_bytes().to_vec();
         }
         JunkKind::BadUtf8 => {
             let mut line = write_pairs(&pairs);
@@ -321,48 +295,20 @@ pub(crate) fn make(kind: JunkKind, rng: &mut ChaCha8Rng, seed: &Seed) -> Vec<u8>
         JunkKind::Missing(field) => pairs.retain(|(key, _)| *key != field.key()),
         JunkKind::Null(field) => set(&mut pairs, field.key(), b"null".to_vec()),
         JunkKind::WrongNumber(field) => {
-            set(
-                &mut pairs,
-                field.key(),
-                pick(rng, &["1480682885", "42", "-1.5"]).as_bytes().to_vec(),
-            );
+            set(&mut pairs, field.key(), pick(rng, &["1480682885", "42", "-1.5"]).as_bytes().to_vec());
         }
         JunkKind::WrongObject(field) => {
-            set(
-                &mut pairs,
-                field.key(),
-                pick(rng, &["{}", r#"{"value":"x"}"#, "[]"])
-                    .as_bytes()
-                    .to_vec(),
-            );
+            set(&mut pairs, field.key(), pick(rng, &["{}", r#"{"value":"x"}"#, "[]"]).as_bytes().to_vec());
         }
-        JunkKind::WrongBool(field) => set(
-            &mut pairs,
-            field.key(),
-            pick(rng, &["true", "false"]).as_bytes().to_vec(),
-        ),
+        JunkKind::WrongBool(field) => set(&mut pairs, field.key(), pick(rng, &["true", "false"]).as_bytes().to_vec()),
         JunkKind::UnknownEvent => {
-            set(
-                &mut pairs,
-                "event",
-                quoted(pick(rng, &["pause", "resume", "heartbeat", "Start", "END"]).as_bytes()),
-            );
+            set(&mut pairs, "event", quoted(pick(rng, &["pause", "resume", "heartbeat", "Start", "END"]).as_bytes()));
         }
         JunkKind::TsImpossible => {
-            set(
-                &mut pairs,
-                "ts",
-                quoted(
-                    pick(rng, &["2016-13-45T99:00:00", "2016-02-30T12:00:00.000000"]).as_bytes(),
-                ),
-            );
+            set(&mut pairs, "ts", quoted(pick(rng, &["2016-13-45T99:00:00", "2016-02-30T12:00:00.000000"]).as_bytes()));
         }
         JunkKind::TsWord => {
-            set(
-                &mut pairs,
-                "ts",
-                quoted(pick(rng, &["yesterday", "now", "2016-12-02 12:48:05", ""]).as_bytes()),
-            );
+            set(&mut pairs, "ts", quoted(pick(rng, &["yesterday", "now", "2016-12-02 12:48:05", ""]).as_bytes()));
         }
         JunkKind::SessionNoDashes => {
             let mut text = session_text.clone();
@@ -402,17 +348,9 @@ pub(crate) fn make(kind: JunkKind, rng: &mut ChaCha8Rng, seed: &Seed) -> Vec<u8>
             set(&mut pairs, "country", quoted(&text));
         }
         JunkKind::CountryThree => {
-            set(
-                &mut pairs,
-                "country",
-                quoted(pick(rng, &["FIN", "USA", "DEU", "ITA"]).as_bytes()),
-            );
+            set(&mut pairs, "country", quoted(pick(rng, &["FIN", "USA", "DEU", "ITA"]).as_bytes()));
         }
-        JunkKind::CountryDigits => set(
-            &mut pairs,
-            "country",
-            quoted(pick(rng, &["12", "00", "99"]).as_bytes()),
-        ),
+        JunkKind::CountryDigits => set(&mut pairs, "country", quoted(pick(rng, &["12", "00", "99"]).as_bytes())),
     }
     write_pairs(&pairs)
 }

@@ -41,11 +41,7 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        Self {
-            sessions: 500_000,
-            seed: 2016,
-            anomaly_rate: 0.0,
-        }
+        Self { sessions: 500_000, seed: 2016, anomaly_rate: 0.0 }
     }
 }
 
@@ -93,18 +89,14 @@ pub fn generate<W: Write>(config: &GeneratorConfig, mut out: W) -> Result<Truth,
 /// directory, then renamed, so `path` never holds a partial file.
 pub fn generate_file(config: &GeneratorConfig, path: &Path) -> Result<Truth, GeneratorError> {
     config.validate()?;
-    let name = path.file_name().ok_or_else(|| {
-        GeneratorError::InvalidConfig(format!("`{}` does not name a file", path.display()))
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| GeneratorError::InvalidConfig(format!("`{}` does not name a file", path.display())))?;
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let temp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut writer = BufWriter::with_capacity(1 << 20, File::create(&temp)?);
         let truth = generate(config, &mut writer)?;

@@ -166,11 +166,8 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
     let start_min = utc_micros(2016, 11, 1);
     let start_max = utc_micros(2016, 12, 8);
     let anomalies = config.anomaly_rate > 0.0;
-    let mut ids = Ids {
-        used: HashSet::with_capacity(
-            config.sessions as usize * 2 / 45 + config.sessions as usize + 16,
-        ),
-    };
+    let mut ids =
+        Ids { used: HashSet::with_capacity(config.sessions as usize * 2 / 45 + config.sessions as usize + 16) };
 
     // Players and their sessions.
     let mut players = Vec::new();
@@ -184,10 +181,7 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
         }
         .min(remaining);
         remaining -= count;
-        let player = Player {
-            id: ids.player(&mut rng),
-            country: country_bytes(rng.random_range(0..COUNTRIES.len())),
-        };
+        let player = Player { id: ids.player(&mut rng), country: country_bytes(rng.random_range(0..COUNTRIES.len())) };
         let player_index = u32::try_from(players.len()).expect("players fit u32");
         players.push(player);
         for _ in 0..count {
@@ -215,10 +209,7 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
     let (junk_count, structural_count) = if anomalies {
         let target = (config.anomaly_rate * base_lines as f64).round() as u64;
         let junk_target = target / 2;
-        (
-            junk_target.max(all_junk.len() as u64),
-            (target - junk_target).max(STRUCTURAL.len() as u64),
-        )
+        (junk_target.max(all_junk.len() as u64), (target - junk_target).max(STRUCTURAL.len() as u64))
     } else {
         (0, 0)
     };
@@ -232,9 +223,7 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
             STRUCTURAL[rng.random_range(0..STRUCTURAL.len())]
         });
     }
-    let mut candidates: Vec<usize> = (0..sessions.len())
-        .filter(|&i| sessions[i].has_end)
-        .collect();
+    let mut candidates: Vec<usize> = (0..sessions.len()).filter(|&i| sessions[i].has_end).collect();
     if anomalies {
         shuffle(&mut rng, &mut candidates);
     }
@@ -254,72 +243,51 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
             Structural::OrphanEnd => session.has_start = false,
             Structural::OrphanStart => session.has_end = false,
             Structural::EndBeforeStartInFile => {
-                session.end_pos = session.start_pos
-                    - rng.random_range(60 * MICROS_PER_SECOND..2 * MICROS_PER_HOUR);
+                session.end_pos = session.start_pos - rng.random_range(60 * MICROS_PER_SECOND..2 * MICROS_PER_HOUR);
             }
             Structural::LateEnd => {
-                session.end_pos =
-                    session.start_ts + MICROS_PER_DAY + rng.random_range(0..2 * MICROS_PER_DAY);
+                session.end_pos = session.start_ts + MICROS_PER_DAY + rng.random_range(0..2 * MICROS_PER_DAY);
             }
             Structural::EndTsBeforeStart => {
-                session.end_ts =
-                    session.start_ts - rng.random_range(MICROS_PER_SECOND..MICROS_PER_HOUR);
+                session.end_ts = session.start_ts - rng.random_range(MICROS_PER_SECOND..MICROS_PER_HOUR);
                 session.end_pos = session.start_pos + length;
             }
             Structural::Old2015 => {
                 // Stale events arriving among the current ones.
-                session.start_ts =
-                    rng.random_range(utc_micros(2015, 1, 1)..utc_micros(2015, 11, 6));
+                session.start_ts = rng.random_range(utc_micros(2015, 1, 1)..utc_micros(2015, 11, 6));
                 session.end_ts = session.start_ts + length;
             }
         }
     }
 
     // Valid lines.
-    let extra_per_million: u32 = if anomalies {
-        ((config.anomaly_rate * 100_000.0).round() as u32).max(1)
-    } else {
-        0
+    let extra_per_million: u32 = if anomalies { ((config.anomaly_rate * 100_000.0).round() as u32).max(1) } else { 0 };
+    let mut records: Vec<Record> = Vec::with_capacity(base_lines as usize + junk_count as usize + duplicates as usize);
+    let valid_line = |rng: &mut ChaCha8Rng, kind: EventKind, ts: i64, session: &Session| ValidLine {
+        kind,
+        ts,
+        session: session.id,
+        player: session.player,
+        order: rng.random_range(0..ORDER_CHOICES),
+        extra: if anomalies && rng.random_range(0..1_000_000u32) < extra_per_million {
+            1 + rng.random_range(0..EXTRA_VARIANTS)
+        } else {
+            0
+        },
+        duplicate: false,
     };
-    let mut records: Vec<Record> =
-        Vec::with_capacity(base_lines as usize + junk_count as usize + duplicates as usize);
-    let valid_line =
-        |rng: &mut ChaCha8Rng, kind: EventKind, ts: i64, session: &Session| ValidLine {
-            kind,
-            ts,
-            session: session.id,
-            player: session.player,
-            order: rng.random_range(0..ORDER_CHOICES),
-            extra: if anomalies && rng.random_range(0..1_000_000u32) < extra_per_million {
-                1 + rng.random_range(0..EXTRA_VARIANTS)
-            } else {
-                0
-            },
-            duplicate: false,
-        };
     for session in &sessions {
         if session.has_start {
             let line = valid_line(&mut rng, EventKind::Start, session.start_ts, session);
-            records.push(Record {
-                pos: session.start_pos,
-                line: Line::Valid(line),
-            });
+            records.push(Record { pos: session.start_pos, line: Line::Valid(line) });
         }
         if session.has_end {
             let line = valid_line(&mut rng, EventKind::End, session.end_ts, session);
-            records.push(Record {
-                pos: session.end_pos,
-                line: Line::Valid(line),
-            });
+            records.push(Record { pos: session.end_pos, line: Line::Valid(line) });
         }
     }
     let originals = records.len();
-    if anomalies
-        && originals > 0
-        && !records
-            .iter()
-            .any(|r| matches!(&r.line, Line::Valid(v) if v.extra > 0))
-    {
+    if anomalies && originals > 0 && !records.iter().any(|r| matches!(&r.line, Line::Valid(v) if v.extra > 0)) {
         let index = rng.random_range(0..originals);
         if let Line::Valid(line) = &mut records[index].line {
             line.extra = 1 + rng.random_range(0..EXTRA_VARIANTS);
@@ -331,19 +299,14 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
         for _ in 0..duplicates {
             let index = rng.random_range(0..originals);
             let original = &records[index];
-            let Line::Valid(mut line) = original.line else {
-                unreachable!("originals are valid lines")
-            };
+            let Line::Valid(mut line) = original.line else { unreachable!("originals are valid lines") };
             line.duplicate = true;
             let delay = if rng.random_bool(0.5) {
                 rng.random_range(1..600 * MICROS_PER_SECOND)
             } else {
                 rng.random_range(MICROS_PER_HOUR..5 * MICROS_PER_DAY)
             };
-            records.push(Record {
-                pos: original.pos + delay,
-                line: Line::Valid(line),
-            });
+            records.push(Record { pos: original.pos + delay, line: Line::Valid(line) });
         }
     }
 
@@ -366,20 +329,12 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
         };
         let bytes = junk::make(kind, &mut rng, &seed);
         debug_assert_eq!(
-            sessionlake_model::parse_line(&bytes)
-                .err()
-                .map(|rejection| rejection.reason),
+            sessionlake_model::parse_line(&bytes).err().map(|rejection| rejection.reason),
             Some(kind.reason()),
             "{kind:?}: {}",
             String::from_utf8_lossy(&bytes)
         );
-        records.push(Record {
-            pos,
-            line: Line::Junk(Box::new(JunkLine {
-                reason: kind.reason(),
-                bytes,
-            })),
-        });
+        records.push(Record { pos, line: Line::Junk(Box::new(JunkLine { reason: kind.reason(), bytes })) });
     }
 
     // File order: by position, ties in creation order (stable sort), so a

@@ -62,10 +62,7 @@ struct SessionFacts {
 }
 
 fn dated(by_day: BTreeMap<i32, u64>) -> BTreeMap<String, u64> {
-    by_day
-        .into_iter()
-        .map(|(day, count)| (date_of_day(day).to_string(), count))
-        .collect()
+    by_day.into_iter().map(|(day, count)| (date_of_day(day).to_string(), count)).collect()
 }
 
 fn country_text(code: [u8; 2]) -> String {
@@ -118,24 +115,17 @@ pub(crate) fn compute(plan: &Plan) -> Truth {
         if let Some(start) = &session.start {
             started_sessions += 1;
             if year_2016.contains(&start.ts_micros) {
-                *starts_2016
-                    .entry(start.country.expect("starts carry a country"))
-                    .or_default() += 1;
+                *starts_2016.entry(start.country.expect("starts carry a country")).or_default() += 1;
             }
         }
         if let Some(end) = &session.end {
             completed_sessions += 1;
             *completed_by_player.entry(end.player_id).or_default() += 1;
             if let Some(start) = &session.start {
-                *completed_by_country
-                    .entry(start.country.expect("starts carry a country"))
-                    .or_default() += 1;
+                *completed_by_country.entry(start.country.expect("starts carry a country")).or_default() += 1;
             }
         }
-        let anchor = session
-            .start
-            .or(session.end)
-            .expect("a session has an event");
+        let anchor = session.start.or(session.end).expect("a session has an event");
         *sessions_by_day.entry(anchor.event_day()).or_default() += 1;
         if anchor.ts_micros < cutoff {
             old_sessions += 1;
@@ -146,13 +136,10 @@ pub(crate) fn compute(plan: &Plan) -> Truth {
     // Ties on count: the smallest player id first (fixed-width hex sorts like the number).
     let top_start_country_2016 = starts_2016
         .iter()
-        .fold(
-            None::<([u8; 2], u64)>,
-            |best, (&country, &count)| match best {
-                Some((_, best_count)) if best_count >= count => best,
-                _ => Some((country, count)),
-            },
-        )
+        .fold(None::<([u8; 2], u64)>, |best, (&country, &count)| match best {
+            Some((_, best_count)) if best_count >= count => best,
+            _ => Some((country, count)),
+        })
         .map(|(country, _)| country_text(country));
 
     let rejected_rows: u64 = rejected.values().sum();
@@ -161,17 +148,11 @@ pub(crate) fn compute(plan: &Plan) -> Truth {
         raw_rows,
         duplicate_lines,
         rejected_rows,
-        rejected_by_reason: rejected
-            .into_iter()
-            .map(|(reason, count)| (reason.code().to_string(), count))
-            .collect(),
+        rejected_by_reason: rejected.into_iter().map(|(reason, count)| (reason.code().to_string(), count)).collect(),
         sessions: facts.len() as u64,
         started_sessions,
         completed_sessions,
-        completed_by_country: completed_by_country
-            .into_iter()
-            .map(|(c, n)| (country_text(c), n))
-            .collect(),
+        completed_by_country: completed_by_country.into_iter().map(|(c, n)| (country_text(c), n)).collect(),
         completed_by_player_top10: players
             .into_iter()
             .take(10)
@@ -182,9 +163,6 @@ pub(crate) fn compute(plan: &Plan) -> Truth {
         sessions_by_event_date: dated(sessions_by_day),
         sessions_before_2016_11_07_minus_1y: old_sessions,
     };
-    debug_assert_eq!(
-        truth.raw_rows + truth.rejected_rows + truth.duplicate_lines,
-        truth.lines
-    );
+    debug_assert_eq!(truth.raw_rows + truth.rejected_rows + truth.duplicate_lines, truth.lines);
     truth
 }

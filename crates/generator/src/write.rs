@@ -19,10 +19,7 @@ pub(crate) const CHUNK_TEXT_BYTES: usize = 4 << 20;
 const WORKERS: usize = 2;
 
 fn compress(text: &[u8]) -> io::Result<Vec<u8>> {
-    let mut encoder = BzEncoder::new(
-        Vec::with_capacity(text.len() / 5 + 1024),
-        Compression::best(),
-    );
+    let mut encoder = BzEncoder::new(Vec::with_capacity(text.len() / 5 + 1024), Compression::best());
     encoder.write_all(text)?;
     encoder.finish()
 }
@@ -51,24 +48,19 @@ pub(crate) fn write_compressed<W: Write>(plan: &Plan, out: &mut W) -> io::Result
         let mut chunks = 0usize;
         let write_oldest = |pending: &mut VecDeque<usize>, out: &mut W| -> io::Result<()> {
             let worker = pending.pop_front().expect("a pending chunk");
-            let bytes = results[worker]
-                .recv()
-                .map_err(|_| io::Error::other("a compression thread stopped"))??;
+            let bytes = results[worker].recv().map_err(|_| io::Error::other("a compression thread stopped"))??;
             out.write_all(&bytes)
         };
-        let mut dispatch =
-            |text: Vec<u8>, pending: &mut VecDeque<usize>, out: &mut W| -> io::Result<()> {
-                let worker = chunks % WORKERS;
-                chunks += 1;
-                jobs[worker]
-                    .send(text)
-                    .map_err(|_| io::Error::other("a compression thread stopped"))?;
-                pending.push_back(worker);
-                while pending.len() > WORKERS {
-                    write_oldest(pending, out)?;
-                }
-                Ok(())
-            };
+        let mut dispatch = |text: Vec<u8>, pending: &mut VecDeque<usize>, out: &mut W| -> io::Result<()> {
+            let worker = chunks % WORKERS;
+            chunks += 1;
+            jobs[worker].send(text).map_err(|_| io::Error::other("a compression thread stopped"))?;
+            pending.push_back(worker);
+            while pending.len() > WORKERS {
+                write_oldest(pending, out)?;
+            }
+            Ok(())
+        };
 
         let mut text = Vec::with_capacity(CHUNK_TEXT_BYTES + 4096);
         for record in &plan.records {
@@ -80,8 +72,7 @@ pub(crate) fn write_compressed<W: Write>(plan: &Plan, out: &mut W) -> io::Result
                 }
             }
             if text.len() >= CHUNK_TEXT_BYTES {
-                let full =
-                    std::mem::replace(&mut text, Vec::with_capacity(CHUNK_TEXT_BYTES + 4096));
+                let full = std::mem::replace(&mut text, Vec::with_capacity(CHUNK_TEXT_BYTES + 4096));
                 dispatch(full, &mut pending, out)?;
             }
         }

@@ -17,24 +17,17 @@ fn generate_bytes(config: &GeneratorConfig) -> (Vec<u8>, Truth) {
 
 fn decompress(bytes: &[u8]) -> Vec<u8> {
     let mut text = Vec::new();
-    MultiBzDecoder::new(bytes)
-        .read_to_end(&mut text)
-        .expect("valid bzip2");
+    MultiBzDecoder::new(bytes).read_to_end(&mut text).expect("valid bzip2");
     text
 }
 
 /// Lines as the pipeline sees them: split on '\n', trailing '\r' stripped,
 /// a BOM at file start stripped.
 fn lines(text: &[u8]) -> Vec<&[u8]> {
-    let text = text
-        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
-        .unwrap_or(text);
+    let text = text.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(text);
     let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
     assert_eq!(lines.pop(), Some(&b""[..]), "the file ends with a newline");
-    lines
-        .into_iter()
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .collect()
+    lines.into_iter().map(|line| line.strip_suffix(b"\r").unwrap_or(line)).collect()
 }
 
 fn date(micros: i64) -> String {
@@ -65,9 +58,7 @@ fn recompute(lines: &[&[u8]]) -> (Truth, BTreeSet<RejectReason>) {
             Err(rejection) => {
                 rejected_rows += 1;
                 reasons.insert(rejection.reason);
-                *rejected_by_reason
-                    .entry(rejection.reason.code().to_string())
-                    .or_default() += 1;
+                *rejected_by_reason.entry(rejection.reason.code().to_string()).or_default() += 1;
             }
         }
     }
@@ -91,22 +82,16 @@ fn recompute(lines: &[&[u8]]) -> (Truth, BTreeSet<RejectReason>) {
         if let Some(end) = end {
             *by_player.entry(end.player_id_text()).or_default() += 1;
             if let Some(start) = start {
-                *completed_by_country
-                    .entry(start.country_text().unwrap().to_string())
-                    .or_default() += 1;
+                *completed_by_country.entry(start.country_text().unwrap().to_string()).or_default() += 1;
             }
         }
         if let Some(start) = start
             && date(start.ts_micros).starts_with("2016-")
         {
-            *starts_2016
-                .entry(start.country_text().unwrap().to_string())
-                .or_default() += 1;
+            *starts_2016.entry(start.country_text().unwrap().to_string()).or_default() += 1;
         }
         let anchor = start.or(*end).unwrap();
-        *sessions_by_event_date
-            .entry(date(anchor.ts_micros))
-            .or_default() += 1;
+        *sessions_by_event_date.entry(date(anchor.ts_micros)).or_default() += 1;
         if anchor.ts_micros < cutoff {
             old += 1;
         }
@@ -115,10 +100,7 @@ fn recompute(lines: &[&[u8]]) -> (Truth, BTreeSet<RejectReason>) {
     players.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     players.truncate(10);
     let best = starts_2016.values().copied().max();
-    let top_start_country_2016 = starts_2016
-        .iter()
-        .find(|(_, n)| Some(**n) == best)
-        .map(|(c, _)| c.clone());
+    let top_start_country_2016 = starts_2016.iter().find(|(_, n)| Some(**n) == best).map(|(c, _)| c.clone());
     let truth = Truth {
         lines: lines.len() as u64,
         raw_rows: rows.len() as u64,
@@ -140,11 +122,7 @@ fn recompute(lines: &[&[u8]]) -> (Truth, BTreeSet<RejectReason>) {
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
-    let config = GeneratorConfig {
-        sessions: 1_500,
-        seed: 7,
-        anomaly_rate: 0.05,
-    };
+    let config = GeneratorConfig { sessions: 1_500, seed: 7, anomaly_rate: 0.05 };
     let (first, first_truth) = generate_bytes(&config);
     let (second, second_truth) = generate_bytes(&config);
     assert_eq!(first, second);
@@ -155,24 +133,15 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 
 #[test]
 fn truth_matches_an_independent_parse_of_the_file() {
-    let config = GeneratorConfig {
-        sessions: 3_000,
-        seed: 42,
-        anomaly_rate: 0.05,
-    };
+    let config = GeneratorConfig { sessions: 3_000, seed: 42, anomaly_rate: 0.05 };
     let (bytes, truth) = generate_bytes(&config);
     let text = decompress(&bytes);
     let lines = lines(&text);
     let (recomputed, reasons) = recompute(&lines);
     assert_eq!(recomputed, truth);
-    assert_eq!(
-        truth.raw_rows + truth.rejected_rows + truth.duplicate_lines,
-        truth.lines
-    );
-    let expected: BTreeSet<RejectReason> = RejectReason::ALL
-        .into_iter()
-        .filter(|reason| *reason != RejectReason::LineTooLong)
-        .collect();
+    assert_eq!(truth.raw_rows + truth.rejected_rows + truth.duplicate_lines, truth.lines);
+    let expected: BTreeSet<RejectReason> =
+        RejectReason::ALL.into_iter().filter(|reason| *reason != RejectReason::LineTooLong).collect();
     assert_eq!(reasons, expected);
     // Every planned session is there (anomalies drop a start or an end, never both).
     assert_eq!(truth.sessions, 3_000);
@@ -183,11 +152,7 @@ fn truth_matches_an_independent_parse_of_the_file() {
 
 #[test]
 fn the_structural_anomalies_are_all_present() {
-    let config = GeneratorConfig {
-        sessions: 3_000,
-        seed: 5,
-        anomaly_rate: 0.02,
-    };
+    let config = GeneratorConfig { sessions: 3_000, seed: 5, anomaly_rate: 0.02 };
     let (bytes, truth) = generate_bytes(&config);
     let text = decompress(&bytes);
     let lines = lines(&text);
@@ -196,12 +161,9 @@ fn the_structural_anomalies_are_all_present() {
     let mut extra_fields = 0;
     for (position, line) in lines.iter().enumerate() {
         if let Ok(event) = parse_line(line) {
-            first_position
-                .entry((event.session_id, event.kind))
-                .or_insert(position);
+            first_position.entry((event.session_id, event.kind)).or_insert(position);
             events.insert((event.session_id, event.kind), event);
-            let object: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(line).unwrap();
+            let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).unwrap();
             let expected_keys = if event.kind == EventKind::Start { 5 } else { 4 };
             if object.len() > expected_keys {
                 extra_fields += 1;
@@ -209,14 +171,8 @@ fn the_structural_anomalies_are_all_present() {
         }
     }
     let ids: BTreeSet<u128> = events.keys().map(|(id, _)| *id).collect();
-    let (
-        mut orphan_ends,
-        mut orphan_starts,
-        mut end_first,
-        mut end_days_later,
-        mut end_ts_earlier,
-        mut old,
-    ) = (0, 0, 0, 0, 0, 0);
+    let (mut orphan_ends, mut orphan_starts, mut end_first, mut end_days_later, mut end_ts_earlier, mut old) =
+        (0, 0, 0, 0, 0, 0);
     for id in ids {
         let start = events.get(&(id, EventKind::Start));
         let end = events.get(&(id, EventKind::End));
@@ -224,10 +180,8 @@ fn the_structural_anomalies_are_all_present() {
             (None, Some(_)) => orphan_ends += 1,
             (Some(_), None) => orphan_starts += 1,
             (Some(start), Some(end)) => {
-                let (start_at, end_at) = (
-                    first_position[&(id, EventKind::Start)],
-                    first_position[&(id, EventKind::End)],
-                );
+                let (start_at, end_at) =
+                    (first_position[&(id, EventKind::Start)], first_position[&(id, EventKind::End)]);
                 if end_at < start_at {
                     end_first += 1;
                 }
@@ -272,11 +226,7 @@ fn the_structural_anomalies_are_all_present() {
 
 #[test]
 fn anomaly_rate_zero_is_clean() {
-    let config = GeneratorConfig {
-        sessions: 2_000,
-        seed: 1,
-        anomaly_rate: 0.0,
-    };
+    let config = GeneratorConfig { sessions: 2_000, seed: 1, anomaly_rate: 0.0 };
     let (bytes, truth) = generate_bytes(&config);
     assert_eq!(truth.rejected_rows, 0);
     assert_eq!(truth.duplicate_lines, 0);
@@ -297,11 +247,7 @@ fn anomaly_rate_zero_is_clean() {
 
 #[test]
 fn the_shape_is_like_the_real_file() {
-    let config = GeneratorConfig {
-        sessions: 5_000,
-        seed: 3,
-        anomaly_rate: 0.0,
-    };
+    let config = GeneratorConfig { sessions: 5_000, seed: 3, anomaly_rate: 0.0 };
     let (bytes, truth) = generate_bytes(&config);
     let text = decompress(&bytes);
     let lines = lines(&text);
@@ -309,12 +255,7 @@ fn the_shape_is_like_the_real_file() {
     // One country per player.
     let mut countries: HashMap<u128, [u8; 2]> = HashMap::new();
     for event in events.iter().filter(|e| e.kind == EventKind::Start) {
-        assert_eq!(
-            *countries
-                .entry(event.player_id)
-                .or_insert(event.country.unwrap()),
-            event.country.unwrap()
-        );
+        assert_eq!(*countries.entry(event.player_id).or_insert(event.country.unwrap()), event.country.unwrap());
     }
     // Sessions per player: at most 50, the top players exactly 50.
     let mut per_player: HashMap<u128, u64> = HashMap::new();
@@ -325,17 +266,8 @@ fn the_shape_is_like_the_real_file() {
     assert_eq!(truth.completed_by_player_top10[0].1, 50);
     // Lines in time order, starts in 2016-11-01..2016-12-08, and ts texts with
     // exactly six fractional digits.
-    assert!(
-        events
-            .windows(2)
-            .all(|pair| pair[0].ts_micros <= pair[1].ts_micros)
-    );
-    assert!(
-        truth
-            .sessions_by_event_date
-            .keys()
-            .all(|d| d.as_str() >= "2016-11-01" && d.as_str() < "2016-12-08")
-    );
+    assert!(events.windows(2).all(|pair| pair[0].ts_micros <= pair[1].ts_micros));
+    assert!(truth.sessions_by_event_date.keys().all(|d| d.as_str() >= "2016-11-01" && d.as_str() < "2016-12-08"));
     let ts_lengths: BTreeSet<usize> = lines
         .iter()
         .map(|line| {
@@ -351,11 +283,7 @@ fn the_shape_is_like_the_real_file() {
 
 #[test]
 fn a_big_file_is_multi_stream() {
-    let config = GeneratorConfig {
-        sessions: 30_000,
-        seed: 11,
-        anomaly_rate: 0.01,
-    };
+    let config = GeneratorConfig { sessions: 30_000, seed: 11, anomaly_rate: 0.01 };
     let (bytes, truth) = generate_bytes(&config);
     let text = decompress(&bytes);
     assert_eq!(lines(&text).len() as u64, truth.lines);
@@ -391,45 +319,22 @@ fn a_big_file_is_multi_stream() {
 fn generate_file_writes_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl.bz2");
-    let config = GeneratorConfig {
-        sessions: 1_000,
-        seed: 9,
-        anomaly_rate: 0.01,
-    };
+    let config = GeneratorConfig { sessions: 1_000, seed: 9, anomaly_rate: 0.01 };
     let truth = generate_file(&config, &path).unwrap();
     let (bytes, expected) = generate_bytes(&config);
     assert_eq!(truth, expected);
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("events.jsonl.bz2")]);
 }
 
 #[test]
 fn bad_configs_are_refused_and_empty_is_valid() {
-    let bad = GeneratorConfig {
-        anomaly_rate: 1.5,
-        ..GeneratorConfig::default()
-    };
-    assert!(matches!(
-        generate(&bad, Vec::new()),
-        Err(GeneratorError::InvalidConfig(_))
-    ));
-    let nan = GeneratorConfig {
-        anomaly_rate: f64::NAN,
-        ..GeneratorConfig::default()
-    };
-    assert!(matches!(
-        generate(&nan, Vec::new()),
-        Err(GeneratorError::InvalidConfig(_))
-    ));
-    let (bytes, truth) = generate_bytes(&GeneratorConfig {
-        sessions: 0,
-        seed: 1,
-        anomaly_rate: 0.0,
-    });
+    let bad = GeneratorConfig { anomaly_rate: 1.5, ..GeneratorConfig::default() };
+    assert!(matches!(generate(&bad, Vec::new()), Err(GeneratorError::InvalidConfig(_))));
+    let nan = GeneratorConfig { anomaly_rate: f64::NAN, ..GeneratorConfig::default() };
+    assert!(matches!(generate(&nan, Vec::new()), Err(GeneratorError::InvalidConfig(_))));
+    let (bytes, truth) = generate_bytes(&GeneratorConfig { sessions: 0, seed: 1, anomaly_rate: 0.0 });
     assert_eq!(decompress(&bytes), Vec::<u8>::new());
     assert_eq!(truth.lines, 0);
     assert_eq!(truth.top_start_country_2016, None);
@@ -450,14 +355,7 @@ fn full_size_timing() {
     let path = dir.path().join("assignment_data.jsonl.bz2");
     for anomaly_rate in [0.0, 0.01] {
         let started = std::time::Instant::now();
-        let truth = generate_file(
-            &GeneratorConfig {
-                anomaly_rate,
-                ..GeneratorConfig::default()
-            },
-            &path,
-        )
-        .unwrap();
+        let truth = generate_file(&GeneratorConfig { anomaly_rate, ..GeneratorConfig::default() }, &path).unwrap();
         let seconds = started.elapsed().as_secs_f64();
         let size = std::fs::metadata(&path).unwrap().len();
         println!(

@@ -85,33 +85,18 @@ pub enum LakeError {
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;
 
 impl LakeError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> LakeError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LakeError {
         let path = path.into();
-        move |source| LakeError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| LakeError::Io { action, path, source }
     }
 
-    pub(crate) fn delta(
-        table: &'static str,
-    ) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {
-        move |source| LakeError::Delta {
-            table,
-            source: Box::new(source),
-        }
+    pub(crate) fn delta(table: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {
+        move |source| LakeError::Delta { table, source: Box::new(source) }
     }
 
     pub(crate) fn query(
         table: &'static str,
     ) -> impl FnOnce(deltalake::datafusion::error::DataFusionError) -> LakeError {
-        move |source| LakeError::Query {
-            table,
-            source: Box::new(source),
-        }
+        move |source| LakeError::Query { table, source: Box::new(source) }
     }
 }

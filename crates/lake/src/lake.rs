@@ -44,9 +44,7 @@ impl Lake {
             return Ok(table);
         }
         let url = table_url(&dir)?;
-        let table = DeltaTable::try_from_url(url)
-            .await
-            .map_err(LakeError::delta(spec.name))?;
+        let table = DeltaTable::try_from_url(url).await.map_err(LakeError::delta(spec.name))?;
         spec.create(table).await
     }
 

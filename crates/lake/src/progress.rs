@@ -11,11 +11,7 @@ pub fn bytes_bar(total: Option<u64>, message: &'static str) -> ProgressBar {
     } else {
         "{msg:>10} {spinner} {bytes} {bytes_per_sec}"
     };
-    bar.set_style(
-        ProgressStyle::with_template(template)
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
     bar.set_message(message);
     bar
 }

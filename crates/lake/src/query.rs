@@ -15,13 +15,8 @@ pub async fn session_context(lake: &Lake) -> Result<SessionContext> {
     let context = create_session().into_inner();
     for spec in [RAW, REJECTED, SESSIONS] {
         if let Some(table) = lake.open(&spec).await? {
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(LakeError::query(spec.name))?;
-            context
-                .register_table(spec.name, provider)
-                .map_err(LakeError::query(spec.name))?;
+            let provider = table.table_provider().await.map_err(LakeError::query(spec.name))?;
+            context.register_table(spec.name, provider).map_err(LakeError::query(spec.name))?;
         }
     }
     Ok(context)
@@ -30,9 +25,6 @@ pub async fn session_context(lake: &Lake) -> Result<SessionContext> {
 /// Runs one SQL statement over the lake and collects the result.
 pub async fn sql(lake: &Lake, statement: &str) -> Result<Vec<RecordBatch>> {
     let context = session_context(lake).await?;
-    let frame = context
-        .sql(statement)
-        .await
-        .map_err(LakeError::query("sql"))?;
+    let frame = context.sql(statement).await.map_err(LakeError::query("sql"))?;
     frame.collect().await.map_err(LakeError::query("sql"))
 }

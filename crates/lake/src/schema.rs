@@ -61,9 +61,7 @@ impl ColumnType {
             ColumnType::Binary => ArrowType::Binary,
             ColumnType::Long => ArrowType::Int64,
             ColumnType::Integer => ArrowType::Int32,
-            ColumnType::Timestamp => {
-                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-            }
+            ColumnType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             ColumnType::Date => ArrowType::Date32,
         }
     }
@@ -127,30 +125,20 @@ pub const SESSIONS: TableSpec = TableSpec {
 impl TableSpec {
     /// The Arrow schema of rows written to this table.
     pub fn arrow_schema(&self) -> SchemaRef {
-        let fields: Vec<Field> = self
-            .columns
-            .iter()
-            .map(|&(name, kind, nullable)| Field::new(name, kind.arrow(), nullable))
-            .collect();
+        let fields: Vec<Field> =
+            self.columns.iter().map(|&(name, kind, nullable)| Field::new(name, kind.arrow(), nullable)).collect();
         Arc::new(Schema::new(fields))
     }
 
     /// Creates the (empty) table at `table`'s location.
     pub(crate) async fn create(&self, table: DeltaTable) -> Result<DeltaTable> {
-        let columns = self
-            .columns
-            .iter()
-            .map(|&(name, kind, nullable)| StructField::new(name, kind.delta(), nullable));
-        let mut builder = table
-            .create()
-            .with_table_name(self.name)
-            .with_columns(columns);
+        let columns = self.columns.iter().map(|&(name, kind, nullable)| StructField::new(name, kind.delta(), nullable));
+        let mut builder = table.create().with_table_name(self.name).with_columns(columns);
         if let Some(partition) = self.partition_by {
             builder = builder.with_partition_columns([partition]);
         }
         if self.change_data_feed {
-            builder = builder
-                .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"));
+            builder = builder.with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"));
         }
         builder.await.map_err(LakeError::delta(self.name))
     }

@@ -17,9 +17,7 @@ impl Clock {
 
     /// A clock stopped at `instant`.
     pub fn fixed(instant: DateTime<Utc>) -> Self {
-        Self {
-            fixed: Some(instant),
-        }
+        Self { fixed: Some(instant) }
     }
 
     /// A fixed clock when `instant` is given, the real one otherwise.

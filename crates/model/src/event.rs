@@ -61,8 +61,6 @@ impl Event {
 
     /// Country as text, when known.
     pub fn country_text(&self) -> Option<&str> {
-        self.country
-            .as_ref()
-            .map(|code| std::str::from_utf8(code).expect("ascii country"))
+        self.country.as_ref().map(|code| std::str::from_utf8(code).expect("ascii country"))
     }
 }

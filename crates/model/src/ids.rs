@@ -35,22 +35,13 @@ pub fn parse_player_id(text: &str) -> Option<u128> {
     if bytes.len() != 32 {
         return None;
     }
-    bytes.iter().try_fold(0u128, |value, &byte| {
-        Some((value << 4) | u128::from(hex_value(byte)?))
-    })
+    bytes.iter().try_fold(0u128, |value, &byte| Some((value << 4) | u128::from(hex_value(byte)?)))
 }
 
 /// Canonical session id text: lowercase UUID with dashes.
 pub fn format_session_id(value: u128) -> String {
     let hex = format!("{value:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// Canonical player id text: 32 lowercase hex characters.

@@ -43,18 +43,11 @@ pub fn parse_line(line: &[u8]) -> Result<Event, Rejection> {
     if line.len() > MAX_LINE_BYTES {
         return Err(Rejection::new(
             RejectReason::LineTooLong,
-            format!(
-                "line has {} bytes, more than the limit of {MAX_LINE_BYTES}",
-                line.len()
-            ),
+            format!("line has {} bytes, more than the limit of {MAX_LINE_BYTES}", line.len()),
         ));
     }
-    let text = std::str::from_utf8(line).map_err(|error| {
-        Rejection::new(
-            RejectReason::InvalidUtf8,
-            format!("line is not valid UTF-8: {error}"),
-        )
-    })?;
+    let text = std::str::from_utf8(line)
+        .map_err(|error| Rejection::new(RejectReason::InvalidUtf8, format!("line is not valid UTF-8: {error}")))?;
     if text.trim().is_empty() {
         return Err(Rejection::new(RejectReason::EmptyLine, "line is empty"));
     }
@@ -74,22 +67,13 @@ pub fn parse_line(line: &[u8]) -> Result<Event, Rejection> {
 }
 
 fn field_of<'a>(value: Option<&'a str>, name: &str) -> FieldResult<'a> {
-    value.ok_or_else(|| {
-        Rejection::new(
-            RejectReason::MissingField,
-            format!("field `{name}` is missing or null"),
-        )
-    })
+    value.ok_or_else(|| Rejection::new(RejectReason::MissingField, format!("field `{name}` is missing or null")))
 }
 
 /// The precise path: classify why the fast path failed.
 fn parse_slow(text: &str) -> Result<Event, Rejection> {
-    let value: Value = serde_json::from_str(text).map_err(|error| {
-        Rejection::new(
-            RejectReason::InvalidJson,
-            format!("line is not valid JSON: {error}"),
-        )
-    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|error| Rejection::new(RejectReason::InvalidJson, format!("line is not valid JSON: {error}")))?;
     let Value::Object(object) = &value else {
         return Err(Rejection::new(
             RejectReason::NotAnObject,
@@ -102,27 +86,16 @@ fn parse_slow(text: &str) -> Result<Event, Rejection> {
             Some(Value::String(text)) => Ok(text.as_str()),
             Some(other) => Err(Rejection::new(
                 RejectReason::WrongType,
-                format!(
-                    "field `{name}` is a JSON {}, expected a string",
-                    json_kind(other)
-                ),
+                format!("field `{name}` is a JSON {}, expected a string", json_kind(other)),
             )),
         }
     };
-    let event = validate(
-        field("event"),
-        field("ts"),
-        field("session_id"),
-        field("player_id"),
-        field("country"),
-    )?;
+    let event = validate(field("event"), field("ts"), field("session_id"), field("player_id"), field("country"))?;
     // Everything checks out field by field, so the fast path failed for a
     // reason of the document as a whole (e.g. a key given twice).
     Err(Rejection::new(
         RejectReason::InvalidJson,
-        format!(
-            "line is not a well-formed event object (e.g. a repeated key); would have been {event:?}"
-        ),
+        format!("line is not a well-formed event object (e.g. a repeated key); would have been {event:?}"),
     ))
 }
 
@@ -156,29 +129,20 @@ fn validate(
     };
     let ts = ts?;
     let ts_micros = parse_ts_micros(ts).ok_or_else(|| {
-        Rejection::new(
-            RejectReason::InvalidTs,
-            format!("ts `{}` is not an ISO-8601 date-time", shorten(ts)),
-        )
+        Rejection::new(RejectReason::InvalidTs, format!("ts `{}` is not an ISO-8601 date-time", shorten(ts)))
     })?;
     let session_text = session_id?;
     let session_id = parse_session_id(session_text).ok_or_else(|| {
         Rejection::new(
             RejectReason::InvalidSessionId,
-            format!(
-                "session_id `{}` is not a UUID with dashes",
-                shorten(session_text)
-            ),
+            format!("session_id `{}` is not a UUID with dashes", shorten(session_text)),
         )
     })?;
     let player_text = player_id?;
     let player_id = parse_player_id(player_text).ok_or_else(|| {
         Rejection::new(
             RejectReason::InvalidPlayerId,
-            format!(
-                "player_id `{}` is not 32 hex characters",
-                shorten(player_text)
-            ),
+            format!("player_id `{}` is not 32 hex characters", shorten(player_text)),
         )
     })?;
     // Only a start carries the country; one on an end is ignored.
@@ -186,26 +150,15 @@ fn validate(
         EventKind::End => None,
         EventKind::Start => Some(parse_country(country?)?),
     };
-    Ok(Event {
-        kind,
-        ts_micros,
-        session_id,
-        player_id,
-        country,
-    })
+    Ok(Event { kind, ts_micros, session_id, player_id, country })
 }
 
 fn parse_country(text: &str) -> Result<[u8; 2], Rejection> {
     match text.as_bytes() {
-        &[first, second] if first.is_ascii_uppercase() && second.is_ascii_uppercase() => {
-            Ok([first, second])
-        }
+        &[first, second] if first.is_ascii_uppercase() && second.is_ascii_uppercase() => Ok([first, second]),
         _ => Err(Rejection::new(
             RejectReason::InvalidCountry,
-            format!(
-                "country `{}` is not two uppercase letters (ISO 3166-1 alpha-2)",
-                shorten(text)
-            ),
+            format!("country `{}` is not two uppercase letters (ISO 3166-1 alpha-2)", shorten(text)),
         )),
     }
 }
@@ -217,10 +170,7 @@ fn shorten(text: &str) -> Cow<'_, str> {
     if text.len() <= LIMIT {
         return Cow::Borrowed(text);
     }
-    let cut = (0..=LIMIT)
-        .rev()
-        .find(|&index| text.is_char_boundary(index))
-        .unwrap_or(0);
+    let cut = (0..=LIMIT).rev().find(|&index| text.is_char_boundary(index)).unwrap_or(0);
     Cow::Owned(format!("{}…", &text[..cut]))
 }
 

@@ -93,10 +93,7 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection with its message.
     pub fn new(reason: RejectReason, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
+        Self { reason, message: message.into() }
     }
 }
 

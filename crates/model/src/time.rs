@@ -22,9 +22,7 @@ pub fn parse_ts_micros(text: &str) -> Option<i64> {
         return None;
     }
     let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        bytes[range].iter().try_fold(0u32, |acc, &b| {
-            b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
-        })
+        bytes[range].iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
     };
     let date = NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
     let mut rest = &bytes[19..];
@@ -39,8 +37,7 @@ pub fn parse_ts_micros(text: &str) -> Option<i64> {
         }
         rest = &tail[digits..];
     }
-    let local =
-        date.and_hms_micro_opt(number(11..13)?, number(14..16)?, number(17..19)?, micros)?;
+    let local = date.and_hms_micro_opt(number(11..13)?, number(14..16)?, number(17..19)?, micros)?;
     let utc = match rest {
         [] => local.and_utc(),
         [b'Z'] | [b'z'] => local.and_utc(),
@@ -59,16 +56,12 @@ pub fn day_of_micros(micros: i64) -> i32 {
 
 /// The calendar date of a day number.
 pub fn date_of_day(day: i32) -> NaiveDate {
-    DateTime::from_timestamp(i64::from(day) * 86_400, 0)
-        .expect("day in range")
-        .date_naive()
+    DateTime::from_timestamp(i64::from(day) * 86_400, 0).expect("day in range").date_naive()
 }
 
 /// Formats microseconds as the file's format (`2016-12-02T12:48:05.520022`).
 pub fn format_ts_micros(micros: i64) -> String {
-    let datetime: NaiveDateTime = DateTime::from_timestamp_micros(micros)
-        .expect("ts in range")
-        .naive_utc();
+    let datetime: NaiveDateTime = DateTime::from_timestamp_micros(micros).expect("ts in range").naive_utc();
     datetime.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
 
@@ -85,30 +78,15 @@ mod tests {
 
     #[test]
     fn fraction_is_optional_and_truncated_to_micros() {
-        assert_eq!(
-            parse_ts_micros("2016-12-02T12:48:05"),
-            Some(1_480_682_885_000_000)
-        );
-        assert_eq!(
-            parse_ts_micros("2016-12-02T12:48:05.5"),
-            Some(1_480_682_885_500_000)
-        );
-        assert_eq!(
-            parse_ts_micros("2016-12-02T12:48:05.123456789"),
-            Some(1_480_682_885_123_456)
-        );
+        assert_eq!(parse_ts_micros("2016-12-02T12:48:05"), Some(1_480_682_885_000_000));
+        assert_eq!(parse_ts_micros("2016-12-02T12:48:05.5"), Some(1_480_682_885_500_000));
+        assert_eq!(parse_ts_micros("2016-12-02T12:48:05.123456789"), Some(1_480_682_885_123_456));
     }
 
     #[test]
     fn offsets_convert_to_utc() {
-        assert_eq!(
-            parse_ts_micros("2016-12-02T12:48:05Z"),
-            parse_ts_micros("2016-12-02T12:48:05")
-        );
-        assert_eq!(
-            parse_ts_micros("2016-12-02T14:48:05+02:00"),
-            parse_ts_micros("2016-12-02T12:48:05")
-        );
+        assert_eq!(parse_ts_micros("2016-12-02T12:48:05Z"), parse_ts_micros("2016-12-02T12:48:05"));
+        assert_eq!(parse_ts_micros("2016-12-02T14:48:05+02:00"), parse_ts_micros("2016-12-02T12:48:05"));
     }
 
     #[test]

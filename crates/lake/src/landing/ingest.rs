@@ -43,23 +43,12 @@ impl Source {
     /// The file name to land under.
     fn file_name(&self) -> String {
         let name = match self {
-            Source::Url(url) => url
-                .split(['?', '#'])
-                .next()
-                .unwrap_or_default()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            Source::File(path) => path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            Source::Url(url) => {
+                url.split(['?', '#']).next().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string()
+            }
+            Source::File(path) => path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default(),
         };
-        let safe: String = name
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-            .collect();
+        let safe: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
         if safe.is_empty() || safe.starts_with('.') || safe.starts_with('_') {
             "source.jsonl.bz2".to_string()
         } else {
@@ -105,13 +94,7 @@ impl Incoming {
     fn create(dir: &Path) -> Result<Self> {
         let path = dir.join(format!(".incoming-{}-{}.tmp", std::process::id(), nanos()));
         let file = std::fs::File::create(&path).map_err(LakeError::io("creating", &path))?;
-        Ok(Self {
-            path,
-            file,
-            hasher: Sha256::new(),
-            size: 0,
-            head: Vec::with_capacity(3),
-        })
+        Ok(Self { path, file, hasher: Sha256::new(), size: 0, head: Vec::with_capacity(3) })
     }
 
     fn write(&mut self, chunk: &[u8]) -> Result<()> {
@@ -121,29 +104,17 @@ impl Incoming {
         }
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
-        self.file
-            .write_all(chunk)
-            .map_err(LakeError::io("writing", &self.path))
+        self.file.write_all(chunk).map_err(LakeError::io("writing", &self.path))
     }
 
     fn finish(self) -> Result<(PathBuf, String, u64, Vec<u8>)> {
-        self.file
-            .sync_all()
-            .map_err(LakeError::io("syncing", &self.path))?;
-        Ok((
-            self.path,
-            hex::encode(self.hasher.finalize()),
-            self.size,
-            self.head,
-        ))
+        self.file.sync_all().map_err(LakeError::io("syncing", &self.path))?;
+        Ok((self.path, hex::encode(self.hasher.finalize()), self.size, self.head))
     }
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 /// Removes the temp file unless disarmed: no partial file survives an error.
@@ -191,8 +162,7 @@ impl Ingest {
         let file_name = self.free_name(&dir, &sha256, &entries)?;
         let final_path = dir.join(&file_name);
         if !final_path.exists() {
-            std::fs::rename(&temp_path, &final_path)
-                .map_err(LakeError::io("renaming into", &final_path))?;
+            std::fs::rename(&temp_path, &final_path).map_err(LakeError::io("renaming into", &final_path))?;
             sync_dir(&dir)?;
         }
         guard.0 = (temp_path != final_path && temp_path.exists()).then_some(temp_path);
@@ -204,12 +174,7 @@ impl Ingest {
             landed_at: chrono::Utc::now(),
         };
         manifest.append(&entry)?;
-        Ok(LandingReport {
-            path: final_path,
-            entry,
-            already_landed: false,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(LandingReport { path: final_path, entry, already_landed: false, seconds: started.elapsed().as_secs_f64() })
     }
 
     /// The source's own name when free, or when it already holds these very
@@ -231,20 +196,13 @@ impl Ingest {
     }
 
     async fn download(&self, url: &str, incoming: &mut Incoming) -> Result<()> {
-        let error = |message: String| LakeError::Download {
-            url: url.to_string(),
-            message,
-        };
+        let error = |message: String| LakeError::Download { url: url.to_string(), message };
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(30))
             .user_agent(concat!("sessionlake/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| error(e.to_string()))?;
-        let response = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| error(one_line(&e)))?;
+        let response = client.get(url).send().await.map_err(|e| error(one_line(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(error(format!("server answered {status}")));
@@ -256,13 +214,8 @@ impl Ingest {
         }
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                error(format!(
-                    "connection broke after {} bytes: {}",
-                    incoming.size,
-                    one_line(&e)
-                ))
-            })?;
+            let chunk = chunk
+                .map_err(|e| error(format!("connection broke after {} bytes: {}", incoming.size, one_line(&e))))?;
             incoming.write(&chunk)?;
             bar.set_position(incoming.size);
         }
@@ -270,10 +223,7 @@ impl Ingest {
         if let Some(expected) = expected
             && incoming.size != expected
         {
-            return Err(error(format!(
-                "body truncated: got {} of {expected} bytes",
-                incoming.size
-            )));
+            return Err(error(format!("body truncated: got {} of {expected} bytes", incoming.size)));
         }
         Ok(())
     }
@@ -287,8 +237,7 @@ impl Ingest {
         }
         let mut buffer = vec![0u8; 1 << 20];
         loop {
-            let read = std::io::Read::read(&mut file, &mut buffer)
-                .map_err(LakeError::io("reading", path))?;
+            let read = std::io::Read::read(&mut file, &mut buffer).map_err(LakeError::io("reading", path))?;
             if read == 0 {
                 break;
             }
@@ -316,9 +265,7 @@ fn sha256_of_file(path: &Path) -> Result<String> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(LakeError::io("syncing", dir))
+    std::fs::File::open(dir).and_then(|handle| handle.sync_all()).map_err(LakeError::io("syncing", dir))
 }
 
 /// An error and its causes on one line (reqwest hides the useful part in

@@ -38,9 +38,7 @@ pub struct Manifest {
 impl Manifest {
     /// The manifest of `landing_dir`.
     pub fn in_dir(landing_dir: &Path) -> Self {
-        Self {
-            path: landing_dir.join(MANIFEST_FILE),
-        }
+        Self { path: landing_dir.join(MANIFEST_FILE) }
     }
 
     /// All entries, in landing order; empty when nothing landed yet.
@@ -83,15 +81,12 @@ impl Manifest {
             .map_err(LakeError::io("opening", &self.path))?;
         // A torn line from an earlier crash must not swallow this one.
         if file.metadata().map(|meta| meta.len()).unwrap_or(0) > 0 {
-            let existing =
-                std::fs::read(&self.path).map_err(LakeError::io("reading", &self.path))?;
+            let existing = std::fs::read(&self.path).map_err(LakeError::io("reading", &self.path))?;
             if existing.last() != Some(&b'\n') {
                 line.insert(0, '\n');
             }
         }
-        file.write_all(line.as_bytes())
-            .map_err(LakeError::io("writing", &self.path))?;
-        file.sync_all()
-            .map_err(LakeError::io("syncing", &self.path))
+        file.write_all(line.as_bytes()).map_err(LakeError::io("writing", &self.path))?;
+        file.sync_all().map_err(LakeError::io("syncing", &self.path))
     }
 }

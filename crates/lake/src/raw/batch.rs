@@ -30,64 +30,35 @@ pub fn raw_batch(events: &[Event], now: DateTime<Utc>) -> Result<RecordBatch> {
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(country.finish()),
-        Arc::new(StringArray::from_iter_values(
-            events.iter().map(|event| event.kind.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            events.iter().map(|event| format_player_id(event.player_id)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            events
-                .iter()
-                .map(|event| format_session_id(event.session_id)),
-        )),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|event| event.kind.as_str()))),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|event| format_player_id(event.player_id)))),
+        Arc::new(StringArray::from_iter_values(events.iter().map(|event| format_session_id(event.session_id)))),
         timestamps(events.iter().map(|event| event.ts_micros)),
         timestamps(std::iter::repeat_n(now_micros, count)),
         timestamps(std::iter::repeat_n(now_micros, count)),
-        Arc::new(Date32Array::from_iter_values(
-            events.iter().map(|event| event.event_day()),
-        )),
+        Arc::new(Date32Array::from_iter_values(events.iter().map(|event| event.event_day()))),
         Arc::new(unique_id.finish()),
     ];
     Ok(RecordBatch::try_new(schema::RAW.arrow_schema(), columns)?)
 }
 
 /// Rejected-table rows for `lines` of `source_file`.
-pub fn rejected_batch(
-    lines: &[RejectedLine],
-    source_file: &str,
-    now: DateTime<Utc>,
-) -> Result<RecordBatch> {
+pub fn rejected_batch(lines: &[RejectedLine], source_file: &str, now: DateTime<Utc>) -> Result<RecordBatch> {
     let count = lines.len();
-    let mut bytes =
-        BinaryBuilder::with_capacity(count, lines.iter().map(|line| line.bytes.len()).sum());
+    let mut bytes = BinaryBuilder::with_capacity(count, lines.iter().map(|line| line.bytes.len()).sum());
     for line in lines {
         bytes.append_value(&line.bytes);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            lines
-                .iter()
-                .map(|line| String::from_utf8_lossy(&line.bytes).into_owned()),
+            lines.iter().map(|line| String::from_utf8_lossy(&line.bytes).into_owned()),
         )),
         Arc::new(bytes.finish()),
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            source_file,
-            count,
-        ))),
-        Arc::new(Int64Array::from_iter_values(
-            lines.iter().map(|line| line.line_number as i64),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            lines.iter().map(|line| line.rejection.reason.code()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            lines.iter().map(|line| line.rejection.message.as_str()),
-        )),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(source_file, count))),
+        Arc::new(Int64Array::from_iter_values(lines.iter().map(|line| line.line_number as i64))),
+        Arc::new(StringArray::from_iter_values(lines.iter().map(|line| line.rejection.reason.code()))),
+        Arc::new(StringArray::from_iter_values(lines.iter().map(|line| line.rejection.message.as_str()))),
         timestamps(std::iter::repeat_n(now.timestamp_micros(), count)),
     ];
-    Ok(RecordBatch::try_new(
-        schema::REJECTED.arrow_schema(),
-        columns,
-    )?)
+    Ok(RecordBatch::try_new(schema::REJECTED.arrow_schema(), columns)?)
 }

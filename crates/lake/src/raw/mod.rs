@@ -8,12 +8,16 @@
 //! in that date's partition yet. Progress markers (Delta application
 //! transactions) ride in the same commits:
 //!
-//! - `sessionlake-raw/<sha256>/<date>` — that date of that file is merged;
-//! - `sessionlake-raw/<sha256>` — the whole file is (on its last MERGE);
+//! - `sessionlake-raw/<sha256>` = N — the file's first N dates (in date
+//!   order) are merged;
+//! - `sessionlake-raw-done/<sha256>` — the whole file is (on its last MERGE);
 //! - `sessionlake-rejected/<sha256>` — its rejected lines are written.
 //!
 //! So a crash at any point resumes where it stopped, and a re-run of a
-//! processed file reads nothing and commits nothing.
+//! processed file reads nothing and commits nothing. (Two markers per file,
+//! not one per date: each lookup replays the Delta log.) Debug runs merge a
+//! slice of dates and record no marker; the MERGE being insert-only, a later
+//! full run merges those dates again without duplicating anything.
 
 mod batch;
 pub mod read;
@@ -88,25 +92,14 @@ impl RawStage {
         let mut raw_table = self.lake.open_or_create(&RAW).await?;
         let mut rejected_table = self.lake.open_or_create(&REJECTED).await?;
         for entry in &entries {
-            let file_marker = format!("sessionlake-raw/{}", entry.sha256);
-            if txn::applied_version(&raw_table, RAW.name, &file_marker)
-                .await?
-                .is_some()
-            {
+            let markers = FileMarkers::of(entry);
+            if txn::applied_version(&raw_table, RAW.name, &markers.done).await?.is_some() {
                 report.files_skipped += 1;
                 continue;
             }
             let path = self.lake.landing_dir().join(&entry.file);
-            (raw_table, rejected_table) = self
-                .process_file(
-                    entry,
-                    &path,
-                    &file_marker,
-                    raw_table,
-                    rejected_table,
-                    &mut report,
-                )
-                .await?;
+            (raw_table, rejected_table) =
+                self.process_file(entry, &path, &markers, raw_table, rejected_table, &mut report).await?;
             report.files_processed += 1;
         }
         report.seconds = started.elapsed().as_secs_f64();
@@ -117,7 +110,7 @@ impl RawStage {
         &self,
         entry: &ManifestEntry,
         path: &Path,
-        file_marker: &str,
+        markers: &FileMarkers,
         mut raw_table: DeltaTable,
         mut rejected_table: DeltaTable,
         report: &mut RawReport,
@@ -132,54 +125,37 @@ impl RawStage {
             read::read_landed_file(&owned_path, move |n| reader_bar.set_position(n))
         })
         .await
-        .map_err(|join| LakeError::Unexpected {
-            table: RAW.name,
-            message: format!("reader task failed: {join}"),
-        })??;
+        .map_err(|join| LakeError::Unexpected { table: RAW.name, message: format!("reader task failed: {join}") })??;
         bar.finish_and_clear();
         info!(file = %entry.file, lines = parsed.lines, valid = parsed.valid_events(), rejected = parsed.rejected.len(), dates = parsed.days.len(), "parsed landed file");
         report.lines += parsed.lines;
 
-        rejected_table = self
-            .write_rejected(entry, &parsed, rejected_table, report)
-            .await?;
+        rejected_table = self.write_rejected(entry, &parsed, rejected_table, report).await?;
 
-        let dates: Vec<(usize, i32)> = parsed
+        let dates_done = txn::applied_version(&raw_table, RAW.name, &markers.progress).await?.unwrap_or(0) as usize;
+        let selected: Vec<(usize, i32)> = parsed
             .days
             .keys()
-            .copied()
             .enumerate()
-            .map(|(index, day)| (index + 1, day))
+            .map(|(index, &day)| (index + 1, day))
+            .filter(|&(position, _)| if self.debug { DEBUG_DATES.contains(&position) } else { position > dates_done })
             .collect();
-        let selected: Vec<i32> = dates
-            .iter()
-            .filter(|(position, _)| !self.debug || DEBUG_DATES.contains(position))
-            .map(|&(_, day)| day)
-            .collect();
-        report.dates_skipped += (dates.len() - selected.len()) as u64;
+        report.dates_skipped += (parsed.days.len() - selected.len()) as u64;
         let bar = progress::steps_bar(selected.len() as u64, "raw merge");
         if !self.show_progress {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
-        for (index, &day) in selected.iter().enumerate() {
-            let date = date_of_day(day);
-            bar.set_message(date.to_string());
-            let date_marker = format!("{file_marker}/{date}");
-            if txn::applied_version(&raw_table, RAW.name, &date_marker)
-                .await?
-                .is_some()
-            {
-                report.dates_skipped += 1;
-                bar.inc(1);
-                continue;
-            }
-            let is_last = index + 1 == selected.len();
-            let mut markers = vec![(date_marker, 1)];
-            if is_last && !self.debug {
-                markers.push((file_marker.to_string(), 1));
+        for &(position, day) in &selected {
+            bar.set_message(date_of_day(day).to_string());
+            let mut commit_markers = Vec::new();
+            if !self.debug {
+                commit_markers.push((markers.progress.clone(), position as i64));
+                if position == parsed.days.len() {
+                    commit_markers.push((markers.done.clone(), 1));
+                }
             }
             let events = &parsed.days[&day];
-            let (table, inserted) = merge_date(raw_table, day, events, markers).await?;
+            let (table, inserted) = merge_date(raw_table, day, events, commit_markers).await?;
             raw_table = table;
             report.inserted += inserted;
             report.duplicates += events.len() as u64 - inserted;
@@ -197,11 +173,8 @@ impl RawStage {
         rejected_table: DeltaTable,
         report: &mut RawReport,
     ) -> Result<DeltaTable> {
-        let marker = format!("sessionlake-rejected/{}", entry.sha256);
-        if parsed.rejected.is_empty()
-            || txn::applied_version(&rejected_table, REJECTED.name, &marker)
-                .await?
-                .is_some()
+        let marker = FileMarkers::of(entry).rejected;
+        if parsed.rejected.is_empty() || txn::applied_version(&rejected_table, REJECTED.name, &marker).await?.is_some()
         {
             return Ok(rejected_table);
         }
@@ -213,12 +186,29 @@ impl RawStage {
             .map_err(LakeError::delta(REJECTED.name))?;
         report.rejected += parsed.rejected.len() as u64;
         for (reason, count) in parsed.rejected_by_reason() {
-            *report
-                .rejected_by_reason
-                .entry(reason.code().to_string())
-                .or_insert(0) += count;
+            *report.rejected_by_reason.entry(reason.code().to_string()).or_insert(0) += count;
         }
         Ok(table)
+    }
+}
+
+/// The application-transaction ids that record a file's progress.
+struct FileMarkers {
+    /// In the raw table: how many of the file's dates are merged.
+    progress: String,
+    /// In the raw table: the file is finished.
+    done: String,
+    /// In the rejected table: the file's rejected lines are written.
+    rejected: String,
+}
+
+impl FileMarkers {
+    fn of(entry: &ManifestEntry) -> Self {
+        Self {
+            progress: format!("sessionlake-raw/{}", entry.sha256),
+            done: format!("sessionlake-raw-done/{}", entry.sha256),
+            rejected: format!("sessionlake-rejected/{}", entry.sha256),
+        }
     }
 }
 
@@ -226,11 +216,7 @@ impl RawStage {
 /// order: a repeated line is a duplicate, not a second event.
 fn first_of_each(events: &[Event]) -> Vec<Event> {
     let mut seen = HashSet::with_capacity(events.len());
-    events
-        .iter()
-        .filter(|event| seen.insert((event.kind, event.session_id)))
-        .copied()
-        .collect()
+    events.iter().filter(|event| seen.insert((event.kind, event.session_id))).copied().collect()
 }
 
 /// MERGEs one event date's events, inserting those not in the date's
@@ -244,25 +230,20 @@ async fn merge_date(
     let distinct = first_of_each(events);
     let batch = raw_batch(&distinct, chrono::Utc::now())?;
     let context = SessionContext::new();
-    let source_frame = context
-        .read_batch(batch)
-        .map_err(LakeError::query(RAW.name))?;
+    let source_frame = context.read_batch(batch).map_err(LakeError::query(RAW.name))?;
     let date = lit(ScalarValue::Date32(Some(day)));
     // The date literal on the target side is what prunes the scan to one
     // partition; an event's date is part of its identity here, since the
     // same event always carries the same ts.
-    let predicate = target(columns::EVENT_DATE)
-        .eq(date)
-        .and(target(columns::UNIQUE_ID_ROW).eq(source(columns::UNIQUE_ID_ROW)));
+    let predicate =
+        target(columns::EVENT_DATE).eq(date).and(target(columns::UNIQUE_ID_ROW).eq(source(columns::UNIQUE_ID_ROW)));
     let (table, metrics) = table
         .merge(source_frame, predicate)
         .with_source_alias(SOURCE)
         .with_target_alias(TARGET)
         .with_commit_properties(txn::commit_with(markers))
         .when_not_matched_insert(|insert| {
-            RAW.columns.iter().fold(insert, |insert, &(name, _, _)| {
-                insert.set(name, source(name))
-            })
+            RAW.columns.iter().fold(insert, |insert, &(name, _, _)| insert.set(name, source(name)))
         })
         .map_err(LakeError::delta(RAW.name))?
         .await
@@ -282,8 +263,5 @@ async fn merge_date(
 
 /// Reason codes as report keys.
 pub fn reason_counts(counts: &BTreeMap<RejectReason, u64>) -> BTreeMap<String, u64> {
-    counts
-        .iter()
-        .map(|(reason, count)| (reason.code().to_string(), *count))
-        .collect()
+    counts.iter().map(|(reason, count)| (reason.code().to_string(), *count)).collect()
 }

@@ -57,10 +57,7 @@ const BLOCK_BYTES: usize = 4 << 20;
 
 /// Decompresses and parses `path`. `on_bytes` is called with the number of
 /// compressed bytes consumed so far (for a progress bar).
-pub fn read_landed_file(
-    path: &Path,
-    on_bytes: impl Fn(u64) + Send + 'static,
-) -> Result<ParsedFile> {
+pub fn read_landed_file(path: &Path, on_bytes: impl Fn(u64) + Send + 'static) -> Result<ParsedFile> {
     let file = std::fs::File::open(path).map_err(LakeError::io("opening", path))?;
     let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(4);
     let owned_path = path.to_path_buf();
@@ -96,10 +93,9 @@ pub fn read_landed_file(
         carry.extend_from_slice(rest);
     }
     // Decompression errors surface here, after the channel closed.
-    decompressor.join().map_err(|_| LakeError::Corrupt {
-        path: path.to_path_buf(),
-        message: "decompressor panicked".into(),
-    })??;
+    decompressor
+        .join()
+        .map_err(|_| LakeError::Corrupt { path: path.to_path_buf(), message: "decompressor panicked".into() })??;
     if !carry.is_empty() {
         accept_line(&mut parsed, &carry);
     }
@@ -117,16 +113,10 @@ fn accept_line(parsed: &mut ParsedFile, raw: &[u8]) {
         line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     }
     match parse_line(line) {
-        Ok(event) => parsed
-            .days
-            .entry(event.event_day())
-            .or_default()
-            .push(event),
-        Err(rejection) => parsed.rejected.push(RejectedLine {
-            line_number: parsed.lines,
-            bytes: raw.to_vec(),
-            rejection,
-        }),
+        Ok(event) => parsed.days.entry(event.event_day()).or_default().push(event),
+        Err(rejection) => {
+            parsed.rejected.push(RejectedLine { line_number: parsed.lines, bytes: raw.to_vec(), rejection })
+        }
     }
 }
 
@@ -136,10 +126,7 @@ fn decompress_blocks(
     sender: mpsc::SyncSender<Vec<u8>>,
     on_bytes: impl Fn(u64),
 ) -> Result<()> {
-    let counting = CountingReader {
-        inner: BufReader::with_capacity(1 << 20, file),
-        consumed: 0,
-    };
+    let counting = CountingReader { inner: BufReader::with_capacity(1 << 20, file), consumed: 0 };
     let mut decoder = MultiBzDecoder::new(counting);
     loop {
         let mut block = vec![0u8; BLOCK_BYTES];
@@ -150,10 +137,9 @@ fn decompress_blocks(
                 Ok(read) => filled += read,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    return Err(LakeError::Corrupt {
-                        path,
-                        message: format!("{error} (after {filled} bytes of this block)"),
-                    });
+                    let at = decoder.get_ref().consumed;
+                    let message = format!("the bzip2 data is truncated or corrupt near compressed byte {at}: {error}");
+                    return Err(LakeError::Corrupt { path, message });
                 }
             }
         }

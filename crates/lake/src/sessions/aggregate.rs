@@ -32,11 +32,7 @@ impl SessionUpdate {
     /// The day the session is filed under: its start's, or its end's while
     /// no start is known.
     pub fn event_day(&self) -> i32 {
-        day_of_micros(
-            self.start_micros
-                .or(self.end_micros)
-                .expect("a session has at least one event"),
-        )
+        day_of_micros(self.start_micros.or(self.end_micros).expect("a session has at least one event"))
     }
 }
 
@@ -53,12 +49,10 @@ impl SessionBatch {
     /// Folds raw-table rows (columns event, session_id, player_id, country, ts) in.
     pub fn add_raw_rows(&mut self, batch: &RecordBatch) -> Result<()> {
         let column = |name: &str| -> Result<&ArrayRef> {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| LakeError::Unexpected {
-                    table: SESSIONS.name,
-                    message: format!("raw rows lack column {name}"),
-                })
+            batch.column_by_name(name).ok_or_else(|| LakeError::Unexpected {
+                table: SESSIONS.name,
+                message: format!("raw rows lack column {name}"),
+            })
         };
         let event = column(raw::EVENT)?.as_string::<i32>();
         let session_id = column(raw::SESSION_ID)?.as_string::<i32>();
@@ -67,17 +61,13 @@ impl SessionBatch {
         let ts = column(raw::TS)?.as_primitive::<TimestampMicrosecondType>();
         for row in 0..batch.num_rows() {
             self.rows += 1;
-            let entry = self
-                .sessions
-                .entry(session_id.value(row).to_string())
-                .or_default();
+            let entry = self.sessions.entry(session_id.value(row).to_string()).or_default();
             let micros = ts.value(row);
             match event.value(row) {
                 "start" => {
                     if entry.start_micros.is_none_or(|known| micros < known) {
                         entry.start_micros = Some(micros);
-                        entry.country =
-                            (!country.is_null(row)).then(|| country.value(row).to_string());
+                        entry.country = (!country.is_null(row)).then(|| country.value(row).to_string());
                         entry.player_id = player_id.value(row).to_string();
                     }
                 }
@@ -105,34 +95,17 @@ impl SessionBatch {
             country.append_option(row.country.as_deref());
         }
         let now_micros = now.timestamp_micros();
-        let utc =
-            |array: TimestampMicrosecondArray| -> ArrayRef { Arc::new(array.with_timezone("UTC")) };
+        let utc = |array: TimestampMicrosecondArray| -> ArrayRef { Arc::new(array.with_timezone("UTC")) };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(country.finish()),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|row| row.player_id.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|id| id.as_str()),
-            )),
-            utc(TimestampMicrosecondArray::from(
-                rows.iter().map(|row| row.start_micros).collect::<Vec<_>>(),
-            )),
-            utc(TimestampMicrosecondArray::from(
-                rows.iter().map(|row| row.end_micros).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int32Array::from_iter_values(
-                rows.iter().map(|row| i32::from(row.end_micros.is_some())),
-            )),
-            utc(TimestampMicrosecondArray::from_iter_values(
-                std::iter::repeat_n(now_micros, count),
-            )),
-            utc(TimestampMicrosecondArray::from_iter_values(
-                std::iter::repeat_n(now_micros, count),
-            )),
-            Arc::new(Date32Array::from_iter_values(
-                rows.iter().map(|row| row.event_day()),
-            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.player_id.as_str()))),
+            Arc::new(StringArray::from_iter_values(ids.iter().map(|id| id.as_str()))),
+            utc(TimestampMicrosecondArray::from(rows.iter().map(|row| row.start_micros).collect::<Vec<_>>())),
+            utc(TimestampMicrosecondArray::from(rows.iter().map(|row| row.end_micros).collect::<Vec<_>>())),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|row| i32::from(row.end_micros.is_some())))),
+            utc(TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(now_micros, count))),
+            utc(TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(now_micros, count))),
+            Arc::new(Date32Array::from_iter_values(rows.iter().map(|row| row.event_day()))),
         ];
         debug_assert!(columns.iter().all(|column| column.len() == count));
         Ok(RecordBatch::try_new(SESSIONS.arrow_schema(), columns)?)

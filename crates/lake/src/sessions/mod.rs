@@ -92,19 +92,14 @@ impl SessionsStage {
             return Ok(report);
         }
         let step = self.max_versions_per_batch.max(1);
-        let ranges: Vec<(u64, u64)> = (first..=latest)
-            .step_by(step as usize)
-            .map(|from| (from, (from + step - 1).min(latest)))
-            .collect();
+        let ranges: Vec<(u64, u64)> =
+            (first..=latest).step_by(step as usize).map(|from| (from, (from + step - 1).min(latest))).collect();
         let bar = progress::steps_bar(ranges.len() as u64, "sessions");
         if !self.show_progress {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
         for (from, to) in ranges {
-            if self
-                .max_batches
-                .is_some_and(|limit| report.batches >= limit)
-            {
+            if self.max_batches.is_some_and(|limit| report.batches >= limit) {
                 break;
             }
             bar.set_message(format!("raw versions {from}..={to}"));
@@ -129,15 +124,9 @@ impl SessionsStage {
 /// Reads the rows inserted into the raw table by versions `from..=to`.
 async fn read_changes(raw_table: &DeltaTable, from: u64, to: u64) -> Result<SessionBatch> {
     let context = create_session().into_inner();
-    let cdf = raw_table
-        .clone()
-        .scan_cdf()
-        .with_starting_version(from)
-        .with_ending_version(to);
+    let cdf = raw_table.clone().scan_cdf().with_starting_version(from).with_ending_version(to);
     let provider = DeltaCdfTableProvider::try_new(cdf).map_err(LakeError::delta(RAW.name))?;
-    context
-        .register_table("raw_changes", Arc::new(provider))
-        .map_err(LakeError::query(RAW.name))?;
+    context.register_table("raw_changes", Arc::new(provider)).map_err(LakeError::query(RAW.name))?;
     let sql = format!(
         "SELECT {event}, {session}, {player}, {country}, {ts} FROM raw_changes WHERE _change_type = 'insert'",
         event = raw::EVENT,
@@ -162,24 +151,13 @@ async fn read_changes(raw_table: &DeltaTable, from: u64, to: u64) -> Result<Sess
 
 /// The dates of gold partitions already holding any session of `source`.
 async fn partitions_holding(gold: &DeltaTable, source: &RecordBatch) -> Result<BTreeSet<i32>> {
-    if gold
-        .snapshot()
-        .map(|snapshot| snapshot.log_data().num_files() == 0)
-        .unwrap_or(true)
-    {
+    if gold.snapshot().map(|snapshot| snapshot.log_data().num_files() == 0).unwrap_or(true) {
         return Ok(BTreeSet::new());
     }
     let context = create_session().into_inner();
-    let provider = gold
-        .table_provider()
-        .await
-        .map_err(LakeError::query(SESSIONS.name))?;
-    context
-        .register_table("gold", provider)
-        .map_err(LakeError::query(SESSIONS.name))?;
-    context
-        .register_batch("batch", source.clone())
-        .map_err(LakeError::query(SESSIONS.name))?;
+    let provider = gold.table_provider().await.map_err(LakeError::query(SESSIONS.name))?;
+    context.register_table("gold", provider).map_err(LakeError::query(SESSIONS.name))?;
+    context.register_batch("batch", source.clone()).map_err(LakeError::query(SESSIONS.name))?;
     let sql = format!(
         "SELECT DISTINCT g.\"{date}\" FROM gold g JOIN batch b ON g.{session} = b.{session}",
         date = columns::EVENT_DATE,
@@ -194,38 +172,22 @@ async fn partitions_holding(gold: &DeltaTable, source: &RecordBatch) -> Result<B
         .map_err(LakeError::query(SESSIONS.name))?;
     Ok(batches
         .iter()
-        .flat_map(|batch| {
-            batch
-                .column(0)
-                .as_primitive::<Date32Type>()
-                .iter()
-                .flatten()
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|batch| batch.column(0).as_primitive::<Date32Type>().iter().flatten().collect::<Vec<_>>())
         .collect())
 }
 
 /// MERGEs one micro-batch, recording `raw_version` in the same commit.
 /// Returns the table and the rows inserted and updated.
-async fn merge_sessions(
-    gold: DeltaTable,
-    batch: &SessionBatch,
-    raw_version: i64,
-) -> Result<(DeltaTable, u64, u64)> {
+async fn merge_sessions(gold: DeltaTable, batch: &SessionBatch, raw_version: i64) -> Result<(DeltaTable, u64, u64)> {
     let now = chrono::Utc::now();
     let source_batch = batch.to_record_batch(now)?;
     let mut dates = partitions_holding(&gold, &source_batch).await?;
     let source_dates = source_batch.column(8).as_primitive::<Date32Type>();
     dates.extend(source_dates.values().iter().copied());
-    let date_list: Vec<Expr> = dates
-        .iter()
-        .map(|&day| lit(ScalarValue::Date32(Some(day))))
-        .collect();
+    let date_list: Vec<Expr> = dates.iter().map(|&day| lit(ScalarValue::Date32(Some(day)))).collect();
 
     let context = SessionContext::new();
-    let source_frame = context
-        .read_batch(source_batch)
-        .map_err(LakeError::query(SESSIONS.name))?;
+    let source_frame = context.read_batch(source_batch).map_err(LakeError::query(SESSIONS.name))?;
     let predicate = target(columns::EVENT_DATE)
         .in_list(date_list, false)
         .and(target(columns::SESSION_ID).eq(source(columns::SESSION_ID)));
@@ -234,42 +196,29 @@ async fn merge_sessions(
     let start_ts = coalesce(vec![target(columns::START_TS), source(columns::START_TS)]);
     let end_ts = coalesce(vec![target(columns::END_TS), source(columns::END_TS)]);
     let filed_under = coalesce(vec![start_ts.clone(), end_ts.clone()]);
-    let fills_a_gap = target(columns::START_TS)
-        .is_null()
-        .and(source(columns::START_TS).is_not_null())
-        .or(target(columns::END_TS)
+    let fills_a_gap =
+        target(columns::START_TS)
             .is_null()
-            .and(source(columns::END_TS).is_not_null()));
+            .and(source(columns::START_TS).is_not_null())
+            .or(target(columns::END_TS).is_null().and(source(columns::END_TS).is_not_null()));
     let status = case(end_ts.clone().is_null())
         .when(lit(true), lit(0i32))
         .otherwise(lit(1i32))
         .map_err(LakeError::query(SESSIONS.name))?;
-    let now_literal = lit(ScalarValue::TimestampMicrosecond(
-        Some(now.timestamp_micros()),
-        Some("UTC".into()),
-    ));
+    let now_literal = lit(ScalarValue::TimestampMicrosecond(Some(now.timestamp_micros()), Some("UTC".into())));
 
     let (table, metrics) = gold
         .merge(source_frame, predicate)
         .with_source_alias(SOURCE)
         .with_target_alias(TARGET)
-        .with_commit_properties(txn::commit_with([(
-            SESSIONS_APP_ID.to_string(),
-            raw_version,
-        )]))
+        .with_commit_properties(txn::commit_with([(SESSIONS_APP_ID.to_string(), raw_version)]))
         .when_matched_update(|update| {
             update
                 .predicate(fills_a_gap)
                 .update(columns::START_TS, start_ts.clone())
                 .update(columns::END_TS, end_ts.clone())
-                .update(
-                    columns::COUNTRY,
-                    coalesce(vec![target(columns::COUNTRY), source(columns::COUNTRY)]),
-                )
-                .update(
-                    columns::PLAYER_ID,
-                    coalesce(vec![target(columns::PLAYER_ID), source(columns::PLAYER_ID)]),
-                )
+                .update(columns::COUNTRY, coalesce(vec![target(columns::COUNTRY), source(columns::COUNTRY)]))
+                .update(columns::PLAYER_ID, coalesce(vec![target(columns::PLAYER_ID), source(columns::PLAYER_ID)]))
                 .update(columns::SESSION_STATUS, status)
                 .update(
                     columns::EVENT_DATE,
@@ -282,12 +231,7 @@ async fn merge_sessions(
         })
         .map_err(LakeError::delta(SESSIONS.name))?
         .when_not_matched_insert(|insert| {
-            SESSIONS
-                .columns
-                .iter()
-                .fold(insert, |insert, &(name, _, _)| {
-                    insert.set(name, source(name))
-                })
+            SESSIONS.columns.iter().fold(insert, |insert, &(name, _, _)| insert.set(name, source(name)))
         })
         .map_err(LakeError::delta(SESSIONS.name))?
         .await
@@ -304,9 +248,5 @@ async fn merge_sessions(
         ms = metrics.execution_time_ms,
         "merged sessions micro-batch"
     );
-    Ok((
-        table,
-        metrics.num_target_rows_inserted as u64,
-        metrics.num_target_rows_updated as u64,
-    ))
+    Ok((table, metrics.num_target_rows_inserted as u64, metrics.num_target_rows_updated as u64))
 }

@@ -23,52 +23,20 @@ async fn rerunning_every_stage_changes_nothing() {
     let gold_version = version(&lake, tables::SESSIONS_TABLE_DIR).await;
     let gold_before = gold_content(&lake).await;
 
-    let landed = Ingest {
-        lake: lake.clone(),
-        source: Source::File(file.clone()),
-        show_progress: false,
-    }
-    .run()
-    .await
-    .unwrap();
+    let landed =
+        Ingest { lake: lake.clone(), source: Source::File(file.clone()), show_progress: false }.run().await.unwrap();
     assert!(landed.already_landed);
     let again = raw(&lake, false).await;
-    assert_eq!(
-        (
-            again.files_processed,
-            again.files_skipped,
-            again.inserted,
-            again.rejected
-        ),
-        (0, 1, 0, 0)
-    );
+    assert_eq!((again.files_processed, again.files_skipped, again.inserted, again.rejected), (0, 1, 0, 0));
     let again = sessions(&lake, None).await;
     assert_eq!((again.batches, again.inserted, again.updated), (0, 0, 0));
 
-    assert_eq!(
-        version(&lake, tables::RAW_TABLE_DIR).await,
-        raw_version,
-        "no new raw version"
-    );
-    assert_eq!(
-        version(&lake, tables::REJECTED_TABLE_DIR).await,
-        rejected_version,
-        "no new rejected version"
-    );
-    assert_eq!(
-        version(&lake, tables::SESSIONS_TABLE_DIR).await,
-        gold_version,
-        "no new gold version"
-    );
+    assert_eq!(version(&lake, tables::RAW_TABLE_DIR).await, raw_version, "no new raw version");
+    assert_eq!(version(&lake, tables::REJECTED_TABLE_DIR).await, rejected_version, "no new rejected version");
+    assert_eq!(version(&lake, tables::SESSIONS_TABLE_DIR).await, gold_version, "no new gold version");
     assert_eq!(gold_content(&lake).await, gold_before);
-    assert_eq!(
-        count(&lake, "SELECT COUNT(*) FROM r_session_events").await,
-        truth.raw_rows
-    );
-    assert_eq!(
-        count(&lake, "SELECT COUNT(*) FROM r_session_events_rejected").await,
-        truth.rejected_rows
-    );
+    assert_eq!(count(&lake, "SELECT COUNT(*) FROM r_session_events").await, truth.raw_rows);
+    assert_eq!(count(&lake, "SELECT COUNT(*) FROM r_session_events_rejected").await, truth.rejected_rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,18 +62,13 @@ async fn crash_after_gold_merge_commit_does_not_double_apply() {
         }
         restarts += 1;
     }
-    assert!(
-        restarts >= 2,
-        "the data spans several micro-batches ({restarts})"
-    );
+    assert!(restarts >= 2, "the data spans several micro-batches ({restarts})");
     let crashed_content = gold_content(&crashed).await;
     assert_eq!(crashed_content.len() as u64, truth.sessions);
     assert_eq!(crashed_content, gold_content(&clean).await);
-    let updated_twice = count(
-        &crashed,
-        "SELECT COUNT(*) FROM uc_delta_session_events WHERE session_status = 1 AND end_ts IS NULL",
-    )
-    .await;
+    let updated_twice =
+        count(&crashed, "SELECT COUNT(*) FROM uc_delta_session_events WHERE session_status = 1 AND end_ts IS NULL")
+            .await;
     assert_eq!(updated_twice, 0);
 }
 
@@ -125,12 +88,10 @@ const BACKWARDS: &str = "6c2e65eb-e65c-44ff-ba55-67563dfa35d6";
 
 fn event(kind: &str, ts: &str, session: &str) -> String {
     match kind {
-        "start" => format!(
-            r#"{{"event":"start","ts":"{ts}","session_id":"{session}","player_id":"{PLAYER}","country":"FI"}}"#
-        ),
-        _ => format!(
-            r#"{{"player_id":"{PLAYER}","session_id":"{session}","ts":"{ts}","event":"end"}}"#
-        ),
+        "start" => {
+            format!(r#"{{"event":"start","ts":"{ts}","session_id":"{session}","player_id":"{PLAYER}","country":"FI"}}"#)
+        }
+        _ => format!(r#"{{"player_id":"{PLAYER}","session_id":"{session}","ts":"{ts}","event":"end"}}"#),
     }
 }
 
@@ -166,13 +127,7 @@ async fn end_before_start_is_completed_later() {
     sessions(&lake, None).await;
     assert_eq!(
         session_row(&lake, MIDNIGHT).await,
-        vec![vec![
-            "NULL",
-            "NULL",
-            "2016-11-06T00:10:00Z",
-            "1",
-            "2016-11-06"
-        ]]
+        vec![vec!["NULL", "NULL", "2016-11-06T00:10:00Z", "1", "2016-11-06"]]
     );
 
     // File 2: the starts (and the long session's end) arrive later.
@@ -191,39 +146,18 @@ async fn end_before_start_is_completed_later() {
 
     assert_eq!(
         session_row(&lake, MIDNIGHT).await,
-        vec![vec![
-            "FI",
-            "2016-11-05T23:50:00Z",
-            "2016-11-06T00:10:00Z",
-            "1",
-            "2016-11-05"
-        ]],
+        vec![vec!["FI", "2016-11-05T23:50:00Z", "2016-11-06T00:10:00Z", "1", "2016-11-05"]],
         "the start fills in without clobbering the end, and the row moves to the start's date"
     );
     assert_eq!(
         session_row(&lake, LONG).await,
-        vec![vec![
-            "FI",
-            "2016-11-01T10:00:00Z",
-            "2016-11-06T10:00:00Z",
-            "1",
-            "2016-11-01"
-        ]],
+        vec![vec!["FI", "2016-11-01T10:00:00Z", "2016-11-06T10:00:00Z", "1", "2016-11-01"]],
         "an end five days later finds its start's partition"
     );
     assert_eq!(
         session_row(&lake, BACKWARDS).await,
-        vec![vec![
-            "FI",
-            "2016-11-09T09:00:00Z",
-            "2016-11-09T08:00:00Z",
-            "1",
-            "2016-11-09"
-        ]],
+        vec![vec!["FI", "2016-11-09T09:00:00Z", "2016-11-09T08:00:00Z", "1", "2016-11-09"]],
         "an end earlier than its start still completes the session"
     );
-    assert_eq!(
-        count(&lake, "SELECT COUNT(*) FROM uc_delta_session_events").await,
-        3
-    );
+    assert_eq!(count(&lake, "SELECT COUNT(*) FROM uc_delta_session_events").await, 3);
 }

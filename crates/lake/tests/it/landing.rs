@@ -13,27 +13,14 @@ use sessionlake_lake::{Lake, LakeError};
 
 use crate::util::generated;
 
-async fn land(
-    lake: &Lake,
-    source: Source,
-) -> Result<sessionlake_lake::landing::LandingReport, LakeError> {
-    Ingest {
-        lake: lake.clone(),
-        source,
-        show_progress: false,
-    }
-    .run()
-    .await
+async fn land(lake: &Lake, source: Source) -> Result<sessionlake_lake::landing::LandingReport, LakeError> {
+    Ingest { lake: lake.clone(), source, show_progress: false }.run().await
 }
 
 /// Files in the landing folder other than the manifest.
 fn landed_files(lake: &Lake) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(lake.landing_dir())
-        .map(|entries| {
-            entries
-                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-                .collect()
-        })
+        .map(|entries| entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default();
     names.retain(|name| name != "_manifest.jsonl");
     names.sort();
@@ -95,13 +82,7 @@ async fn download_lands_the_exact_bytes_once() {
     let third = land(&lake, Source::File(file.clone())).await.unwrap();
     assert!(third.already_landed);
     assert_eq!(landed_files(&lake), vec!["data.jsonl.bz2"]);
-    assert_eq!(
-        Manifest::in_dir(&lake.landing_dir())
-            .entries()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(Manifest::in_dir(&lake.landing_dir()).entries().unwrap().len(), 1);
 
     // Other bytes under the same name land beside it.
     let (other, _) = generated(dir.path(), 200, 2, 0.0);
@@ -121,55 +102,27 @@ async fn download_errors_are_one_line_and_leave_nothing() {
     let body = bytes_of(&file);
 
     let base = serve(body.clone()).await;
-    let missing = land(&lake, Source::Url(format!("{base}/nothing-here.bz2")))
-        .await
-        .unwrap_err();
+    let missing = land(&lake, Source::Url(format!("{base}/nothing-here.bz2"))).await.unwrap_err();
     assert!(missing.to_string().contains("404"), "{missing}");
 
-    let truncated = land(
-        &lake,
-        Source::Url(serve_truncated(body[..1000].to_vec(), body.len())),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(truncated, LakeError::Download { .. }),
-        "{truncated}"
-    );
+    let truncated = land(&lake, Source::Url(serve_truncated(body[..1000].to_vec(), body.len()))).await.unwrap_err();
+    assert!(matches!(truncated, LakeError::Download { .. }), "{truncated}");
 
-    let closed_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let refused = land(&lake, Source::Url(format!("http://{closed_port}/x.bz2")))
-        .await
-        .unwrap_err();
-    assert!(
-        refused.to_string().to_lowercase().contains("refused"),
-        "{refused}"
-    );
+    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let refused = land(&lake, Source::Url(format!("http://{closed_port}/x.bz2"))).await.unwrap_err();
+    assert!(refused.to_string().to_lowercase().contains("refused"), "{refused}");
 
     let text = dir.path().join("plain.jsonl");
     std::fs::write(&text, "{\"event\":\"start\"}\n").unwrap();
     let not_bzip2 = land(&lake, Source::File(text)).await.unwrap_err();
-    assert!(
-        matches!(not_bzip2, LakeError::NotBzip2 { .. }),
-        "{not_bzip2}"
-    );
+    assert!(matches!(not_bzip2, LakeError::NotBzip2 { .. }), "{not_bzip2}");
 
-    let absent = land(&lake, Source::File(dir.path().join("absent.bz2")))
-        .await
-        .unwrap_err();
+    let absent = land(&lake, Source::File(dir.path().join("absent.bz2"))).await.unwrap_err();
     assert!(absent.to_string().contains("absent.bz2"), "{absent}");
 
     for error in [&missing, &truncated, &refused, &not_bzip2, &absent] {
         assert!(!error.to_string().contains('\n'), "one line: {error}");
     }
     assert_eq!(landed_files(&lake), Vec::<String>::new(), "no partial file");
-    assert!(
-        Manifest::in_dir(&lake.landing_dir())
-            .entries()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(Manifest::in_dir(&lake.landing_dir()).entries().unwrap().is_empty());
 }

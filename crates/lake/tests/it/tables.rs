@@ -8,8 +8,7 @@ use sessionlake_model::tables;
 use crate::util::{generated, ingest, raw, sessions};
 
 async fn open(lake: &Lake, dir: &str) -> deltalake::DeltaTable {
-    let url =
-        url::Url::from_directory_path(std::path::absolute(lake.root().join(dir)).unwrap()).unwrap();
+    let url = url::Url::from_directory_path(std::path::absolute(lake.root().join(dir)).unwrap()).unwrap();
     deltalake::open_table(url).await.unwrap()
 }
 
@@ -30,48 +29,20 @@ async fn tables_use_standard_delta_types_and_partitioning() {
         let table = open(&lake, table_dir).await;
         let snapshot = table.snapshot().unwrap();
         let protocol = snapshot.protocol();
-        assert!(
-            protocol.min_reader_version() <= 3,
-            "{table_dir}: reader version {}",
-            protocol.min_reader_version()
-        );
+        assert!(protocol.min_reader_version() <= 3, "{table_dir}: reader version {}", protocol.min_reader_version());
         let metadata = snapshot.metadata();
-        let expected_partitions: Vec<String> = if partitioned {
-            vec!["EVENT_DATE".to_string()]
-        } else {
-            vec![]
-        };
-        assert_eq!(
-            metadata.partition_columns(),
-            &expected_partitions,
-            "{table_dir}"
-        );
-        let cdf_on = metadata
-            .configuration()
-            .get("delta.enableChangeDataFeed")
-            .map(String::as_str)
-            == Some("true");
+        let expected_partitions: Vec<String> = if partitioned { vec!["EVENT_DATE".to_string()] } else { vec![] };
+        assert_eq!(metadata.partition_columns(), &expected_partitions, "{table_dir}");
+        let cdf_on = metadata.configuration().get("delta.enableChangeDataFeed").map(String::as_str) == Some("true");
         assert_eq!(cdf_on, cdf, "{table_dir}: change data feed");
         let schema = snapshot.schema();
         for field in schema.fields() {
             let name = field.name();
-            if name.ends_with("_TS")
-                || name == "ts"
-                || name.ends_with("_ts")
-                || name == "rejected_at"
-            {
-                assert_eq!(
-                    field.data_type(),
-                    &DataType::Primitive(PrimitiveType::Timestamp),
-                    "{table_dir}.{name}"
-                );
+            if name.ends_with("_TS") || name == "ts" || name.ends_with("_ts") || name == "rejected_at" {
+                assert_eq!(field.data_type(), &DataType::Primitive(PrimitiveType::Timestamp), "{table_dir}.{name}");
             }
             if name == "EVENT_DATE" {
-                assert_eq!(
-                    field.data_type(),
-                    &DataType::Primitive(PrimitiveType::Date),
-                    "{table_dir}.{name}"
-                );
+                assert_eq!(field.data_type(), &DataType::Primitive(PrimitiveType::Date), "{table_dir}.{name}");
             }
         }
     }
@@ -82,9 +53,7 @@ async fn tables_use_standard_delta_types_and_partitioning() {
         .filter(|name| name.starts_with("EVENT_DATE="))
         .collect();
     assert!(
-        partitions
-            .iter()
-            .any(|name| name == "EVENT_DATE=2016-11-01"),
+        partitions.iter().any(|name| name == "EVENT_DATE=2016-11-01"),
         "hive-style date partitions: {partitions:?}"
     );
 }

@@ -14,60 +14,34 @@ use sessionlake_lake::{Lake, query};
 /// A generated file and its truth.
 pub fn generated(dir: &Path, sessions: u64, seed: u64, anomaly_rate: f64) -> (PathBuf, Truth) {
     let path = dir.join(format!("events-{seed}.jsonl.bz2"));
-    let truth = generate_file(
-        &GeneratorConfig {
-            sessions,
-            seed,
-            anomaly_rate,
-        },
-        &path,
-    )
-    .expect("generate");
+    let truth = generate_file(&GeneratorConfig { sessions, seed, anomaly_rate }, &path).expect("generate");
     (path, truth)
 }
 
 /// Lands a local file.
 pub async fn ingest(lake: &Lake, path: &Path) {
-    Ingest {
-        lake: lake.clone(),
-        source: Source::File(path.to_path_buf()),
-        show_progress: false,
-    }
-    .run()
-    .await
-    .expect("ingest");
+    Ingest { lake: lake.clone(), source: Source::File(path.to_path_buf()), show_progress: false }
+        .run()
+        .await
+        .expect("ingest");
 }
 
 /// Runs the raw stage.
 pub async fn raw(lake: &Lake, debug: bool) -> RawReport {
-    RawStage {
-        lake: lake.clone(),
-        debug,
-        show_progress: false,
-    }
-    .run()
-    .await
-    .expect("raw")
+    RawStage { lake: lake.clone(), debug, show_progress: false }.run().await.expect("raw")
 }
 
 /// Runs the sessions stage (optionally stopping after some batches).
 pub async fn sessions(lake: &Lake, max_batches: Option<u64>) -> SessionsReport {
-    SessionsStage {
-        lake: lake.clone(),
-        max_versions_per_batch: 8,
-        max_batches,
-        show_progress: false,
-    }
-    .run()
-    .await
-    .expect("sessions")
+    SessionsStage { lake: lake.clone(), max_versions_per_batch: 8, max_batches, show_progress: false }
+        .run()
+        .await
+        .expect("sessions")
 }
 
 /// Runs a query and renders each row as a vector of strings (nulls as "NULL").
 pub async fn rows(lake: &Lake, sql: &str) -> Vec<Vec<String>> {
-    let batches = query::sql(lake, sql)
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    let batches = query::sql(lake, sql).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
     batches.iter().flat_map(render).collect()
 }
 
@@ -76,11 +50,8 @@ fn render(batch: &RecordBatch) -> Vec<Vec<String>> {
         .columns()
         .iter()
         .map(|column| {
-            deltalake::arrow::util::display::ArrayFormatter::try_new(
-                column.as_ref(),
-                &Default::default(),
-            )
-            .expect("formatter")
+            deltalake::arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &Default::default())
+                .expect("formatter")
         })
         .collect();
     (0..batch.num_rows())
@@ -88,13 +59,11 @@ fn render(batch: &RecordBatch) -> Vec<Vec<String>> {
             formatters
                 .iter()
                 .zip(batch.columns())
-                .map(|(formatter, column)| {
-                    if column.is_null(row) {
-                        "NULL".to_string()
-                    } else {
-                        formatter.value(row).to_string()
-                    }
-                })
+                .map(
+                    |(formatter, column)| {
+                        if column.is_null(row) { "NULL".to_string() } else { formatter.value(row).to_string() }
+                    },
+                )
                 .collect()
         })
         .collect()
@@ -102,33 +71,21 @@ fn render(batch: &RecordBatch) -> Vec<Vec<String>> {
 
 /// A single `COUNT(*)`-like number.
 pub async fn count(lake: &Lake, sql: &str) -> u64 {
-    let batches = query::sql(lake, sql)
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
-    let batch = batches
-        .iter()
-        .find(|batch| batch.num_rows() > 0)
-        .expect("one row");
+    let batches = query::sql(lake, sql).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    let batch = batches.iter().find(|batch| batch.num_rows() > 0).expect("one row");
     batch.column(0).as_primitive::<Int64Type>().value(0) as u64
 }
 
 /// `key, count` rows as a map.
 pub async fn counts(lake: &Lake, sql: &str) -> BTreeMap<String, u64> {
-    rows(lake, sql)
-        .await
-        .into_iter()
-        .map(|row| (row[0].clone(), row[1].parse().expect("a count")))
-        .collect()
+    rows(lake, sql).await.into_iter().map(|row| (row[0].clone(), row[1].parse().expect("a count"))).collect()
 }
 
 /// The latest version of the table in `dir`.
 pub async fn version(lake: &Lake, dir: &str) -> Option<u64> {
     let path = std::path::absolute(lake.root().join(dir)).unwrap();
     let url = url::Url::from_directory_path(path).unwrap();
-    deltalake::open_table(url)
-        .await
-        .ok()
-        .and_then(|table| table.version())
+    deltalake::open_table(url).await.ok().and_then(|table| table.version())
 }
 
 /// The whole gold table without the write-time columns, sorted: what two

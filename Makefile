@@ -1,0 +1,44 @@
+# The one task runner: CI calls `make test`, people call the same targets.
+# A persistent target dir outside the clone lets CI on the same machine
+# reuse earlier builds; a fresh machine builds from scratch (~15 min).
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/sessionlake-target
+export CARGO_TERM_COLOR ?= never
+
+SESSIONS ?= 500000
+SOURCE ?=
+LAKE ?= ./data_lake
+BIN := $(CARGO_TARGET_DIR)/release/sessionlake
+
+.PHONY: demo test lint unit bench build-release clean-lake
+
+## demo: build, then generate full-size data (or land SOURCE=url|file) and run ingest -> raw -> sessions
+demo: build-release
+	@set -e; \
+	if [ -n "$(SOURCE)" ]; then src="$(SOURCE)"; else \
+	  src=assignment_data.jsonl.bz2; \
+	  [ -f "$$src" ] || $(BIN) generate --out "$$src" --sessions $(SESSIONS) --anomaly-rate 0.001 --truth truth.json; \
+	fi; \
+	$(BIN) --lake $(LAKE) ingest --source "$$src"; \
+	$(BIN) --lake $(LAKE) raw; \
+	$(BIN) --lake $(LAKE) sessions
+
+## test: every check and every test (what CI runs)
+test: lint unit
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+unit:
+	cargo test --workspace
+
+## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 for 10x)
+bench: build-release
+	scripts/bench
+
+build-release:
+	cargo build --release --quiet
+
+clean-lake:
+	rm -rf $(LAKE)

@@ -1,0 +1,128 @@
+//! The `sessionlake` binary as a user runs it: determinism of `generate`,
+//! the whole chain's JSON reports against the truth file, and failures that
+//! are one line on stderr with a non-zero exit.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn sessionlake(lake: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sessionlake"))
+        .arg("--lake")
+        .arg(lake)
+        .arg("--json")
+        .args(args)
+        .env_remove("SESSIONLAKE_DEBUG")
+        .output()
+        .expect("the binary runs")
+}
+
+fn report(output: &Output) -> Value {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON report")
+}
+
+#[test]
+fn generate_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    for name in ["a.jsonl.bz2", "b.jsonl.bz2"] {
+        report(&sessionlake(
+            &lake,
+            &["generate", "--out", &path(name), "--sessions", "500", "--seed", "9", "--anomaly-rate", "0.05"],
+        ));
+    }
+    report(&sessionlake(&lake, &["generate", "--out", &path("c.jsonl.bz2"), "--sessions", "500", "--seed", "10"]));
+    let bytes = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    assert_eq!(bytes("a.jsonl.bz2"), bytes("b.jsonl.bz2"));
+    assert_ne!(bytes("a.jsonl.bz2"), bytes("c.jsonl.bz2"));
+}
+
+#[test]
+fn chain_reports_match_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("events.jsonl.bz2").display().to_string();
+    let truth_path = dir.path().join("truth.json").display().to_string();
+    report(&sessionlake(
+        &lake,
+        &[
+            "generate",
+            "--out",
+            &file,
+            "--sessions",
+            "800",
+            "--seed",
+            "4",
+            "--anomaly-rate",
+            "0.05",
+            "--truth",
+            &truth_path,
+        ],
+    ));
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+
+    let landed = report(&sessionlake(&lake, &["ingest", "--source", &file]));
+    assert_eq!(landed["already_landed"], false);
+    let raw = report(&sessionlake(&lake, &["raw"]));
+    assert_eq!(raw["lines"], truth["lines"]);
+    assert_eq!(raw["inserted"], truth["raw_rows"]);
+    assert_eq!(raw["rejected"], truth["rejected_rows"]);
+    assert_eq!(raw["duplicates"], truth["duplicate_lines"]);
+    assert_eq!(raw["rejected_by_reason"], truth["rejected_by_reason"]);
+    let sessions = report(&sessionlake(&lake, &["sessions"]));
+    assert_eq!(sessions["inserted"], truth["sessions"]);
+    assert_eq!(sessions["raw_rows"], truth["raw_rows"]);
+
+    let again = report(&sessionlake(&lake, &["raw"]));
+    assert_eq!((again["inserted"].as_u64(), again["files_skipped"].as_u64()), (Some(0), Some(1)));
+}
+
+fn assert_one_line_failure(output: &Output, needle: &str) {
+    assert!(!output.status.success(), "must fail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(needle), "mentions {needle}: {stderr}");
+}
+
+#[test]
+fn failures_are_one_line_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    assert_one_line_failure(
+        &sessionlake(&lake, &["ingest", "--source", &format!("http://{closed}/data.bz2")]),
+        "refused",
+    );
+
+    let text = dir.path().join("plain.jsonl");
+    std::fs::write(&text, "{}\n").unwrap();
+    assert_one_line_failure(
+        &sessionlake(&lake, &["ingest", "--source", &text.display().to_string()]),
+        "not a bzip2 file",
+    );
+
+    let out = dir.path().join("x.bz2").display().to_string();
+    assert_one_line_failure(&sessionlake(&lake, &["generate", "--out", &out, "--anomaly-rate", "2"]), "anomaly-rate");
+}
+
+#[test]
+fn a_truncated_landed_file_is_one_clear_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("events.jsonl.bz2");
+    report(&sessionlake(
+        &lake,
+        &["generate", "--out", &file.display().to_string(), "--sessions", "500", "--seed", "2"],
+    ));
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.path().join("cut.jsonl.bz2");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    report(&sessionlake(&lake, &["ingest", "--source", &cut.display().to_string()]));
+    assert_one_line_failure(&sessionlake(&lake, &["raw"]), "cut.jsonl.bz2");
+    assert!(!lake.join("raw/assignment_data/r_session_events/EVENT_DATE=2016-11-01").exists(), "nothing merged");
+}
