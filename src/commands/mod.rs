@@ -81,8 +81,15 @@ pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
         max_batches: args.max_batches,
         show_progress: show_progress(global) && !args.follow,
     };
+    // One Ctrl-C listener for the whole loop: a signal that arrives during a
+    // run must not be lost. Dropping a run mid-MERGE is safe: a Delta commit
+    // is atomic and carries its own progress marker.
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
-        let outcome = stage.run().await.context("while folding raw versions into the sessions table")?;
+        let outcome = tokio::select! {
+            outcome = stage.run() => outcome.context("while folding raw versions into the sessions table")?,
+            _ = &mut interrupted => return Ok(()),
+        };
         if !args.follow {
             report::print(global, "sessions", &outcome);
             return Ok(());
@@ -92,7 +99,7 @@ pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(args.poll_seconds.max(0.05))) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupted => return Ok(()),
         }
     }
 }

@@ -4,6 +4,9 @@
 
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::logical_expr::Expr;
+use deltalake::operations::merge::InsertBuilder;
+
+use crate::schema::TableSpec;
 
 /// Alias of the MERGE target.
 pub(crate) const TARGET: &str = "target";
@@ -18,4 +21,9 @@ pub(crate) fn target(name: &str) -> Expr {
 /// `source.<name>`, case preserved.
 pub(crate) fn source(name: &str) -> Expr {
     Expr::Column(Column::new(Some(SOURCE), name))
+}
+
+/// `WHEN NOT MATCHED THEN INSERT *`: every column of `spec` from the source.
+pub(crate) fn insert_every_column(spec: &TableSpec, insert: InsertBuilder) -> InsertBuilder {
+    spec.columns.iter().fold(insert, |insert, &(name, _, _)| insert.set(name, source(name)))
 }

@@ -3,9 +3,13 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A byte-counting bar (downloads, decompression).
-pub fn bytes_bar(total: Option<u64>, message: &'static str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+fn draw_target(visible: bool) -> ProgressDrawTarget {
+    if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() }
+}
+
+/// A byte-counting bar (downloads, decompression); drawn only when `visible`.
+pub fn bytes_bar(total: Option<u64>, message: &'static str, visible: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(total, draw_target(visible));
     let template = if total.is_some() {
         "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
     } else {
@@ -16,9 +20,9 @@ pub fn bytes_bar(total: Option<u64>, message: &'static str) -> ProgressBar {
     bar
 }
 
-/// A bar counting steps (micro-batches).
-pub fn steps_bar(total: u64, message: &'static str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+/// A bar counting steps (micro-batches); drawn only when `visible`.
+pub fn steps_bar(total: u64, message: &'static str, visible: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), draw_target(visible));
     bar.set_style(
         ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {wide_msg}")
             .expect("valid template")

@@ -208,10 +208,7 @@ impl Ingest {
             return Err(error(format!("server answered {status}")));
         }
         let expected = response.content_length();
-        let bar = progress::bytes_bar(expected, "download");
-        if !self.show_progress {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+        let bar = progress::bytes_bar(expected, "download", self.show_progress);
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk
@@ -231,10 +228,7 @@ impl Ingest {
     fn copy(&self, path: &Path, incoming: &mut Incoming) -> Result<()> {
         let mut file = std::fs::File::open(path).map_err(LakeError::io("opening", path))?;
         let total = file.metadata().map(|meta| meta.len()).ok();
-        let bar = progress::bytes_bar(total, "copy");
-        if !self.show_progress {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+        let bar = progress::bytes_bar(total, "copy", self.show_progress);
         let mut buffer = vec![0u8; 1 << 20];
         loop {
             let read = std::io::Read::read(&mut file, &mut buffer).map_err(LakeError::io("reading", path))?;

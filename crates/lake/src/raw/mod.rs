@@ -35,7 +35,7 @@ use sessionlake_model::{Event, RejectReason};
 use tracing::info;
 
 use crate::error::{LakeError, Result};
-use crate::expr::{SOURCE, TARGET, source, target};
+use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
 use crate::lake::Lake;
 use crate::landing::{Manifest, ManifestEntry};
 use crate::schema::{RAW, REJECTED};
@@ -115,10 +115,7 @@ impl RawStage {
         mut rejected_table: DeltaTable,
         report: &mut RawReport,
     ) -> Result<(DeltaTable, DeltaTable)> {
-        let bar = progress::bytes_bar(Some(entry.size), "raw read");
-        if !self.show_progress {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+        let bar = progress::bytes_bar(Some(entry.size), "raw read", self.show_progress);
         let reader_bar = bar.clone();
         let owned_path = path.to_path_buf();
         let parsed = tokio::task::spawn_blocking(move || {
@@ -141,10 +138,7 @@ impl RawStage {
             .filter(|&(position, _)| if self.debug { DEBUG_DATES.contains(&position) } else { position > dates_done })
             .collect();
         report.dates_skipped += (parsed.days.len() - selected.len()) as u64;
-        let bar = progress::steps_bar(selected.len() as u64, "raw merge");
-        if !self.show_progress {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+        let bar = progress::steps_bar(selected.len() as u64, "raw merge", self.show_progress);
         for &(position, day) in &selected {
             bar.set_message(date_of_day(day).to_string());
             let mut commit_markers = Vec::new();
@@ -242,9 +236,7 @@ async fn merge_date(
         .with_source_alias(SOURCE)
         .with_target_alias(TARGET)
         .with_commit_properties(txn::commit_with(markers))
-        .when_not_matched_insert(|insert| {
-            RAW.columns.iter().fold(insert, |insert, &(name, _, _)| insert.set(name, source(name)))
-        })
+        .when_not_matched_insert(|insert| insert_every_column(&RAW, insert))
         .map_err(LakeError::delta(RAW.name))?
         .await
         .map_err(LakeError::delta(RAW.name))?;

@@ -32,7 +32,7 @@ use sessionlake_model::tables::{SESSIONS_APP_ID, raw, sessions as columns};
 use tracing::info;
 
 use crate::error::{LakeError, Result};
-use crate::expr::{SOURCE, TARGET, source, target};
+use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
 use crate::lake::Lake;
 use crate::schema::{RAW, SESSIONS};
 use crate::{progress, txn};
@@ -94,10 +94,7 @@ impl SessionsStage {
         let step = self.max_versions_per_batch.max(1);
         let ranges: Vec<(u64, u64)> =
             (first..=latest).step_by(step as usize).map(|from| (from, (from + step - 1).min(latest))).collect();
-        let bar = progress::steps_bar(ranges.len() as u64, "sessions");
-        if !self.show_progress {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+        let bar = progress::steps_bar(ranges.len() as u64, "sessions", self.show_progress);
         for (from, to) in ranges {
             if self.max_batches.is_some_and(|limit| report.batches >= limit) {
                 break;
@@ -230,9 +227,7 @@ async fn merge_sessions(gold: DeltaTable, batch: &SessionBatch, raw_version: i64
                 .update(columns::DL_UPDATE_TS, now_literal.clone())
         })
         .map_err(LakeError::delta(SESSIONS.name))?
-        .when_not_matched_insert(|insert| {
-            SESSIONS.columns.iter().fold(insert, |insert, &(name, _, _)| insert.set(name, source(name)))
-        })
+        .when_not_matched_insert(|insert| insert_every_column(&SESSIONS, insert))
         .map_err(LakeError::delta(SESSIONS.name))?
         .await
         .map_err(LakeError::delta(SESSIONS.name))?;

@@ -5,12 +5,7 @@ use deltalake::kernel::{DataType, PrimitiveType};
 use sessionlake_lake::Lake;
 use sessionlake_model::tables;
 
-use crate::util::{generated, ingest, raw, sessions};
-
-async fn open(lake: &Lake, dir: &str) -> deltalake::DeltaTable {
-    let url = url::Url::from_directory_path(std::path::absolute(lake.root().join(dir)).unwrap()).unwrap();
-    deltalake::open_table(url).await.unwrap()
-}
+use crate::util::{generated, ingest, open_table, raw, sessions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_use_standard_delta_types_and_partitioning() {
@@ -26,7 +21,7 @@ async fn tables_use_standard_delta_types_and_partitioning() {
         (tables::REJECTED_TABLE_DIR, false, false),
         (tables::SESSIONS_TABLE_DIR, true, true),
     ] {
-        let table = open(&lake, table_dir).await;
+        let table = open_table(&lake, table_dir).await.expect("table exists");
         let snapshot = table.snapshot().unwrap();
         let protocol = snapshot.protocol();
         assert!(protocol.min_reader_version() <= 3, "{table_dir}: reader version {}", protocol.min_reader_version());

@@ -81,11 +81,16 @@ pub async fn counts(lake: &Lake, sql: &str) -> BTreeMap<String, u64> {
     rows(lake, sql).await.into_iter().map(|row| (row[0].clone(), row[1].parse().expect("a count"))).collect()
 }
 
-/// The latest version of the table in `dir`.
-pub async fn version(lake: &Lake, dir: &str) -> Option<u64> {
+/// The Delta table in `dir` under the lake root, if there is one.
+pub async fn open_table(lake: &Lake, dir: &str) -> Option<deltalake::DeltaTable> {
     let path = std::path::absolute(lake.root().join(dir)).unwrap();
     let url = url::Url::from_directory_path(path).unwrap();
-    deltalake::open_table(url).await.ok().and_then(|table| table.version())
+    deltalake::open_table(url).await.ok()
+}
+
+/// The latest version of the table in `dir`.
+pub async fn version(lake: &Lake, dir: &str) -> Option<u64> {
+    open_table(lake, dir).await.and_then(|table| table.version())
 }
 
 /// The whole gold table without the write-time columns, sorted: what two
