@@ -43,8 +43,14 @@ pub struct GlobalArgs {
     pub quiet: bool,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `sessionlake_lake=debug`.
     /// The default hides the Delta kernel's error log of probing a table that
-    /// does not exist yet, which happens on every table creation.
-    #[arg(long, global = true, env = "SESSIONLAKE_LOG", default_value = "warn,buoyant_kernel::snapshot::builder=off")]
+    /// does not exist yet (on every table creation) and MERGE's warnings about
+    /// its own internal metrics.
+    #[arg(
+        long,
+        global = true,
+        env = "SESSIONLAKE_LOG",
+        default_value = "warn,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error"
+    )]
     pub log: String,
 }
 
