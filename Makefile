@@ -30,8 +30,10 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+# Starts the project's Cassandra for the tests (fetched from Maven Central on
+# first use) and stops it afterwards, unless it was already running.
 unit:
-	cargo test --workspace
+	scripts/cassandra run cargo test --workspace
 
 ## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 for 10x)
 bench: build-release

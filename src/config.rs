@@ -49,7 +49,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "SESSIONLAKE_LOG",
-        default_value = "warn,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error"
+        default_value = "warn,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error,scylla=error"
     )]
     pub log: String,
 }
@@ -65,6 +65,10 @@ pub enum Command {
     Raw,
     /// Fold new raw versions into uc_delta_session_events (one row per session).
     Sessions(SessionsArgs),
+    /// Create or re-create the Cassandra keyspace and serving tables.
+    Db(DbArgs),
+    /// Stream new gold versions into the Cassandra serving tables.
+    Serve(ServeArgs),
 }
 
 /// `generate` options.
@@ -107,7 +111,89 @@ pub struct SessionsArgs {
     /// Most raw versions folded into one gold MERGE.
     #[arg(long, env = "SESSIONLAKE_MAX_VERSIONS_PER_BATCH", default_value_t = 16)]
     pub max_versions_per_batch: u64,
+    /// About how many raw rows one gold MERGE takes (bounds memory; the
+    /// versions per micro-batch adapt to it).
+    #[arg(long, env = "SESSIONLAKE_MAX_ROWS_PER_BATCH", default_value_t = 400_000)]
+    pub max_rows_per_batch: u64,
     /// Stop after this many micro-batches (for crash tests).
     #[arg(long, hide = true, env = "SESSIONLAKE_MAX_BATCHES")]
     pub max_batches: Option<u64>,
+}
+
+/// How to reach Cassandra (the serving store).
+#[derive(Debug, Args)]
+pub struct CassandraArgs {
+    /// Contact points, comma-separated `host:port`.
+    #[arg(
+        long = "cassandra-nodes",
+        env = "SESSIONLAKE_CASSANDRA_NODES",
+        default_value = "127.0.0.1:9042",
+        value_delimiter = ','
+    )]
+    pub nodes: Vec<String>,
+    /// Cassandra user (PasswordAuthenticator).
+    #[arg(long = "cassandra-user", env = "SESSIONLAKE_CASSANDRA_USER", default_value = "cassandra")]
+    pub user: String,
+    /// Cassandra password (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long = "cassandra-password",
+        env = "SESSIONLAKE_CASSANDRA_PASSWORD",
+        default_value = "cassandra",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub password: String,
+    /// Keyspace of the serving tables.
+    #[arg(long, env = "SESSIONLAKE_CASSANDRA_KEYSPACE", default_value = sessionlake_model::tables::cassandra::KEYSPACE)]
+    pub keyspace: String,
+    /// Replication of the keyspace when it is created (a CQL map).
+    #[arg(long, env = "SESSIONLAKE_CASSANDRA_REPLICATION", default_value = sessionlake_serving::CassandraConfig::DEFAULT_REPLICATION)]
+    pub replication: String,
+    /// Seconds a command waits for an unreachable Cassandra before giving up
+    /// (`--follow` runs wait for ever).
+    #[arg(long, env = "SESSIONLAKE_CASSANDRA_WAIT_SECONDS", default_value_t = 300)]
+    pub cassandra_wait_seconds: u64,
+}
+
+/// `db` options.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// What to do with the schema.
+    #[command(subcommand)]
+    pub action: DbAction,
+}
+
+/// `db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbAction {
+    /// Create the keyspace and tables if missing (idempotent).
+    Init(CassandraArgs),
+    /// Drop the serving tables (rows and serve progress) and create them again.
+    Reset(CassandraArgs),
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where Cassandra is.
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
+    /// Keep polling for new gold versions instead of stopping when caught up.
+    #[arg(long, env = "SESSIONLAKE_FOLLOW", default_value_t = false)]
+    pub follow: bool,
+    /// Seconds between polls with --follow.
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value_t = 1.0)]
+    pub poll_seconds: f64,
+    /// CQL requests in flight at once.
+    #[arg(long, env = "SESSIONLAKE_SERVE_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+    /// Most rows per single-partition batch.
+    #[arg(long, env = "SESSIONLAKE_SERVE_BATCH_ROWS", default_value_t = 16)]
+    pub batch_rows: usize,
+    /// Most gold versions read per range.
+    #[arg(long, env = "SESSIONLAKE_SERVE_MAX_VERSIONS", default_value_t = 4)]
+    pub max_versions_per_range: i64,
+    /// Stop after this many CQL requests, without recording progress (crash tests).
+    #[arg(long, hide = true, env = "SESSIONLAKE_SERVE_STOP_AFTER_REQUESTS")]
+    pub stop_after_requests: Option<u64>,
 }

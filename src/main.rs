@@ -34,6 +34,8 @@ fn main() -> ExitCode {
             Command::Ingest(args) => commands::ingest(&config.global, args).await,
             Command::Raw => commands::raw(&config.global).await,
             Command::Sessions(args) => commands::sessions(&config.global, args).await,
+            Command::Db(args) => commands::db(&config.global, args).await,
+            Command::Serve(args) => commands::serve(&config.global, args).await,
         }
     });
     match outcome {

@@ -8,8 +8,11 @@ use sessionlake_lake::Lake;
 use sessionlake_lake::landing::{Ingest, Source};
 use sessionlake_lake::raw::RawStage;
 use sessionlake_lake::sessions::SessionsStage;
+use sessionlake_model::Clock;
+use sessionlake_serving::CassandraConfig;
+use sessionlake_serving::serve::{ServeStage, WriteSettings};
 
-use crate::config::{GenerateArgs, GlobalArgs, IngestArgs, SessionsArgs};
+use crate::config::{CassandraArgs, DbAction, DbArgs, GenerateArgs, GlobalArgs, IngestArgs, ServeArgs, SessionsArgs};
 use crate::report;
 
 fn show_progress(global: &GlobalArgs) -> bool {
@@ -78,6 +81,7 @@ pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
     let stage = SessionsStage {
         lake: Lake::new(&global.lake),
         max_versions_per_batch: args.max_versions_per_batch,
+        max_rows_per_batch: args.max_rows_per_batch,
         max_batches: args.max_batches,
         show_progress: show_progress(global) && !args.follow,
     };
@@ -96,6 +100,86 @@ pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
         }
         if outcome.batches > 0 {
             report::print(global, "sessions", &outcome);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(args.poll_seconds.max(0.05))) => {}
+            _ = &mut interrupted => return Ok(()),
+        }
+    }
+}
+
+impl CassandraArgs {
+    fn config(&self) -> CassandraConfig {
+        CassandraConfig {
+            nodes: self.nodes.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            keyspace: self.keyspace.clone(),
+            replication: self.replication.clone(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn patience(&self, follow: bool) -> Option<Duration> {
+        (!follow).then(|| Duration::from_secs(self.cassandra_wait_seconds))
+    }
+}
+
+/// `sessionlake db init|reset`.
+pub async fn db(global: &GlobalArgs, args: &DbArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (action, cassandra) = match &args.action {
+        DbAction::Init(cassandra) => ("init", cassandra),
+        DbAction::Reset(cassandra) => ("reset", cassandra),
+    };
+    let config = cassandra.config();
+    let session = config.connect_with_retry(cassandra.patience(false)).await?;
+    match action {
+        "init" => sessionlake_serving::schema::init(&session, &config).await?,
+        _ => sessionlake_serving::schema::reset(&session, &config).await?,
+    }
+    let summary = serde_json::json!({
+        "keyspace": config.keyspace,
+        "action": action,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    report::print(global, "db", &summary);
+    Ok(())
+}
+
+/// `sessionlake serve`.
+pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
+    let stage = ServeStage {
+        lake: Lake::new(&global.lake),
+        cassandra: args.cassandra.config(),
+        clock: Clock::from_option(global.now),
+        writes: WriteSettings {
+            concurrency: args.concurrency,
+            batch_rows: args.batch_rows,
+            patience: args.cassandra.patience(args.follow),
+            stop_after_requests: args.stop_after_requests,
+        },
+        max_versions_per_range: args.max_versions_per_range,
+        show_progress: show_progress(global) && !args.follow,
+    };
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let server = tokio::select! {
+        server = stage.connect() => server.context("while connecting to Cassandra")?,
+        _ = &mut interrupted => return Ok(()),
+    };
+    loop {
+        // Dropping a pass mid-way is safe: progress is recorded only after
+        // the rows it covers, and rows are idempotent upserts.
+        let outcome = tokio::select! {
+            outcome = server.run() => outcome.context("while serving gold versions into Cassandra")?,
+            _ = &mut interrupted => return Ok(()),
+        };
+        if !args.follow || outcome.interrupted {
+            report::print(global, "serve", &outcome);
+            return Ok(());
+        }
+        if outcome.ranges > 0 {
+            report::print(global, "serve", &outcome);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(args.poll_seconds.max(0.05))) => {}

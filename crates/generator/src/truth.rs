@@ -46,6 +46,13 @@ pub struct Truth {
     /// Sessions whose start (or end, when no start) is before
     /// 2015-11-07T00:00:00Z, one year before the demo clock.
     pub sessions_before_2016_11_07_minus_1y: u64,
+    /// Rows `serve` writes to `api_start_session_by_hour` with the service
+    /// clock at 2016-11-07T00:00:00Z: sessions with a valid start at or
+    /// after 2015-11-07T00:00:00Z (older events are outside retention).
+    pub served_started_rows: u64,
+    /// Rows `serve` writes to `api_completed_sessions` with the same clock:
+    /// sessions with a valid end at or after 2015-11-07T00:00:00Z.
+    pub served_completed_rows: u64,
 }
 
 impl Truth {
@@ -111,15 +118,19 @@ pub(crate) fn compute(plan: &Plan) -> Truth {
     let mut starts_2016: BTreeMap<[u8; 2], u64> = BTreeMap::new();
     let mut sessions_by_day: BTreeMap<i32, u64> = BTreeMap::new();
     let mut old_sessions = 0u64;
+    let mut served_started_rows = 0u64;
+    let mut served_completed_rows = 0u64;
     for session in facts.values() {
         if let Some(start) = &session.start {
             started_sessions += 1;
+            served_started_rows += u64::from(start.ts_micros >= cutoff);
             if year_2016.contains(&start.ts_micros) {
                 *starts_2016.entry(start.country.expect("starts carry a country")).or_default() += 1;
             }
         }
         if let Some(end) = &session.end {
             completed_sessions += 1;
+            served_completed_rows += u64::from(end.ts_micros >= cutoff);
             *completed_by_player.entry(end.player_id).or_default() += 1;
             if let Some(start) = &session.start {
                 *completed_by_country.entry(start.country.expect("starts carry a country")).or_default() += 1;
@@ -162,6 +173,8 @@ pub(crate) fn compute(plan: &Plan) -> Truth {
         raw_rows_by_date: dated(raw_by_day),
         sessions_by_event_date: dated(sessions_by_day),
         sessions_before_2016_11_07_minus_1y: old_sessions,
+        served_started_rows,
+        served_completed_rows,
     };
     debug_assert_eq!(truth.raw_rows + truth.rejected_rows + truth.duplicate_lines, truth.lines);
     truth

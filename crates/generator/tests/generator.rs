@@ -116,6 +116,8 @@ fn recompute(lines: &[&[u8]]) -> (Truth, BTreeSet<RejectReason>) {
         raw_rows_by_date,
         sessions_by_event_date,
         sessions_before_2016_11_07_minus_1y: old,
+        served_started_rows: sessions.values().filter(|s| s.0.is_some_and(|e| e.ts_micros >= cutoff)).count() as u64,
+        served_completed_rows: sessions.values().filter(|s| s.1.is_some_and(|e| e.ts_micros >= cutoff)).count() as u64,
     };
     (truth, reasons)
 }

@@ -82,3 +82,15 @@ pub mod sessions {
 /// Delta application-transaction id under which `sessions` records the last
 /// raw table version it applied.
 pub const SESSIONS_APP_ID: &str = "sessionlake-sessions";
+
+/// The serving store (Cassandra): keyspace and table names of DESIGN.md.
+pub mod cassandra {
+    /// Default keyspace.
+    pub const KEYSPACE: &str = "session_events";
+    /// Sessions started, partitioned by (country, start_hour), newest first.
+    pub const STARTED_TABLE: &str = "api_start_session_by_hour";
+    /// Completed sessions, partitioned by player_id, newest first.
+    pub const COMPLETED_TABLE: &str = "api_completed_sessions";
+    /// The last gold version `serve` applied, per gold table id.
+    pub const PROGRESS_TABLE: &str = "serve_progress";
+}

@@ -16,6 +16,7 @@
 //! columns), and the MERGE is limited to those plus the batch's own dates.
 
 mod aggregate;
+mod feed;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::schema::{RAW, SESSIONS};
 use crate::{progress, txn};
 
 pub use aggregate::{SessionBatch, SessionUpdate};
+pub use feed::{SessionFeed, SessionImage};
 
 /// The sessions stage's inputs.
 #[derive(Debug, Clone)]
@@ -46,6 +48,10 @@ pub struct SessionsStage {
     pub lake: Lake,
     /// Most raw versions folded into one gold MERGE.
     pub max_versions_per_batch: u64,
+    /// About how many raw rows one gold MERGE takes: the number of versions
+    /// per micro-batch adapts to the rows the previous versions held, so
+    /// memory stays bounded however large a version is.
+    pub max_rows_per_batch: u64,
     /// Stop after this many micro-batches (tests use it to simulate a crash
     /// right after a commit); `None` runs until caught up.
     pub max_batches: Option<u64>,
@@ -91,14 +97,16 @@ impl SessionsStage {
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
-        let step = self.max_versions_per_batch.max(1);
-        let ranges: Vec<(u64, u64)> =
-            (first..=latest).step_by(step as usize).map(|from| (from, (from + step - 1).min(latest))).collect();
-        let bar = progress::steps_bar(ranges.len() as u64, "sessions", self.show_progress);
-        for (from, to) in ranges {
+        let max_step = self.max_versions_per_batch.max(1);
+        let bar = progress::steps_bar(latest - first + 1, "sessions", self.show_progress);
+        // Start with one version and size the next ranges from what it held.
+        let mut step = 1;
+        let mut from = first;
+        while from <= latest {
             if self.max_batches.is_some_and(|limit| report.batches >= limit) {
                 break;
             }
+            let to = (from + step - 1).min(latest);
             bar.set_message(format!("raw versions {from}..={to}"));
             let batch = read_changes(&raw_table, from, to).await?;
             report.raw_rows += batch.rows;
@@ -110,7 +118,10 @@ impl SessionsStage {
                 report.to_version = Some(to as i64);
             }
             report.batches += 1;
-            bar.inc(1);
+            bar.inc(to - from + 1);
+            let rows_per_version = (batch.rows / (to - from + 1)).max(1);
+            step = (self.max_rows_per_batch / rows_per_version).clamp(1, max_step);
+            from = to + 1;
         }
         bar.finish_and_clear();
         report.seconds = started.elapsed().as_secs_f64();

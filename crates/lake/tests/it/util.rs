@@ -33,10 +33,16 @@ pub async fn raw(lake: &Lake, debug: bool) -> RawReport {
 
 /// Runs the sessions stage (optionally stopping after some batches).
 pub async fn sessions(lake: &Lake, max_batches: Option<u64>) -> SessionsReport {
-    SessionsStage { lake: lake.clone(), max_versions_per_batch: 8, max_batches, show_progress: false }
-        .run()
-        .await
-        .expect("sessions")
+    SessionsStage {
+        lake: lake.clone(),
+        max_versions_per_batch: 8,
+        max_rows_per_batch: 400_000,
+        max_batches,
+        show_progress: false,
+    }
+    .run()
+    .await
+    .expect("sessions")
 }
 
 /// Runs a query and renders each row as a vector of strings (nulls as "NULL").

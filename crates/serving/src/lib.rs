@@ -1,0 +1,24 @@
+//! sessionlake's serving store: Apache Cassandra, modelled for the API's two
+//! queries, fed from the gold table's change data feed.
+//!
+//! ```text
+//!  uc_delta_session_events (Delta, change data feed)
+//!     |  serve::ServeStage   newest image per changed session, retention, upserts with TTL
+//!     v
+//!  keyspace session_events: api_start_session_by_hour, api_completed_sessions (+ serve_progress)
+//! ```
+//!
+//! [`cassandra`] holds the connection settings, [`schema`] the tables,
+//! [`rows`] the mapping from a gold session to serving rows, and [`serve`]
+//! the stage that keeps Cassandra in step with the lake, exactly once in
+//! effect: rows first, progress after, every write an idempotent upsert.
+
+pub mod cassandra;
+pub mod error;
+pub mod retry;
+pub mod rows;
+pub mod schema;
+pub mod serve;
+
+pub use cassandra::CassandraConfig;
+pub use error::{Result, ServingError};

@@ -1,0 +1,74 @@
+//! The serving tables (DESIGN.md, "Cassandra model"): designed from the two
+//! API queries, so neither needs ALLOW FILTERING.
+//!
+//! ```text
+//! api_start_session_by_hour  PRIMARY KEY ((country, start_hour), ts, session_id)  newest first
+//!     "sessions started in the last X hours in a country" = X+1 hour partitions
+//! api_completed_sessions     PRIMARY KEY (player_id, ts, session_id)              newest first
+//!     "last 20 completed sessions of a player" = one partition, LIMIT 20
+//! serve_progress             PRIMARY KEY (gold_table_id)
+//!     the last gold version `serve` applied to the two tables above
+//! ```
+
+use scylla::client::session::Session;
+use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, PROGRESS_TABLE, STARTED_TABLE};
+use tracing::info;
+
+use crate::cassandra::CassandraConfig;
+use crate::error::{Result, ServingError};
+
+/// The CQL that creates the keyspace and tables, if missing, in order.
+pub fn create_statements(config: &CassandraConfig) -> Vec<String> {
+    let keyspace = &config.keyspace;
+    vec![
+        format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {}", config.replication.trim()),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.{STARTED_TABLE} (\
+             country text, start_hour timestamp, ts timestamp, session_id text, \
+             player_id text, start_ts timestamp, end_ts timestamp, \
+             PRIMARY KEY ((country, start_hour), ts, session_id)\
+             ) WITH CLUSTERING ORDER BY (ts DESC, session_id ASC) \
+             AND comment = 'sessions started, by country and UTC hour of start; ts = start time'"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.{COMPLETED_TABLE} (\
+             player_id text, ts timestamp, session_id text, \
+             country text, start_ts timestamp, end_ts timestamp, \
+             PRIMARY KEY (player_id, ts, session_id)\
+             ) WITH CLUSTERING ORDER BY (ts DESC, session_id ASC) \
+             AND comment = 'completed sessions by player; ts = end time'"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.{PROGRESS_TABLE} (\
+             gold_table_id text PRIMARY KEY, gold_version bigint, updated_at timestamp\
+             ) WITH comment = 'last uc_delta_session_events version applied by sessionlake serve'"
+        ),
+    ]
+}
+
+/// Creates the keyspace and tables when missing (idempotent).
+pub async fn init(session: &Session, config: &CassandraConfig) -> Result<()> {
+    config.validate()?;
+    for statement in create_statements(config) {
+        session
+            .query_unpaged(statement.as_str(), ())
+            .await
+            .map_err(ServingError::execution(format!("creating the schema of keyspace {}", config.keyspace)))?;
+    }
+    info!(keyspace = %config.keyspace, "serving schema ready");
+    Ok(())
+}
+
+/// Drops the serving tables (rows and progress) and creates them again.
+pub async fn reset(session: &Session, config: &CassandraConfig) -> Result<()> {
+    // Dropping a table of a missing keyspace is an error, even with IF EXISTS.
+    init(session, config).await?;
+    for table in [STARTED_TABLE, COMPLETED_TABLE, PROGRESS_TABLE] {
+        let statement = format!("DROP TABLE IF EXISTS {}.{table}", config.keyspace);
+        session
+            .query_unpaged(statement.as_str(), ())
+            .await
+            .map_err(ServingError::execution(format!("dropping {}.{table}", config.keyspace)))?;
+    }
+    init(session, config).await
+}

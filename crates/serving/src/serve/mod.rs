@@ -1,0 +1,166 @@
+//! The serve stage: the gold table's change data feed → the two serving
+//! tables in Cassandra.
+//!
+//! Each pass reads the gold versions newer than the last one applied (kept
+//! in `serve_progress`), in ranges; for each range it takes the newest image
+//! of every changed session, turns it into a started row and/or a completed
+//! row (skipping events older than the retention window), upserts them, and
+//! only then records the range as applied. A crash anywhere replays at most
+//! one range, and replaying writes the same rows again.
+
+mod progress;
+mod write;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scylla::client::session::Session;
+use sessionlake_lake::Lake;
+use sessionlake_lake::progress::steps_bar;
+use sessionlake_lake::sessions::SessionFeed;
+use sessionlake_model::Clock;
+use tracing::info;
+
+use crate::cassandra::CassandraConfig;
+use crate::error::Result;
+use crate::retry::retry_transient;
+use crate::rows::{Retention, rows_for};
+use crate::schema;
+
+pub use progress::ProgressStore;
+pub use write::{WriteOutcome, WriteSettings, Writer};
+
+/// The serve stage's inputs.
+#[derive(Debug, Clone)]
+pub struct ServeStage {
+    /// The lake holding the gold table.
+    pub lake: Lake,
+    /// Where Cassandra is.
+    pub cassandra: CassandraConfig,
+    /// The service clock (retention and TTLs).
+    pub clock: Clock,
+    /// How writes are issued.
+    pub writes: WriteSettings,
+    /// Most gold versions read in one range.
+    pub max_versions_per_range: i64,
+    /// Show a progress bar.
+    pub show_progress: bool,
+}
+
+/// What a serve pass did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ServeReport {
+    /// Gold sessions read from the change feed (newest image each).
+    pub sessions: u64,
+    /// Rows written to `api_start_session_by_hour`.
+    pub started_rows: u64,
+    /// Rows written to `api_completed_sessions`.
+    pub completed_rows: u64,
+    /// Rows not written: their event is older than one year before the clock.
+    pub expired_rows: u64,
+    /// CQL requests (batches and single inserts) acknowledged.
+    pub requests: u64,
+    /// Times the writer waited for an unavailable Cassandra.
+    pub waits: u64,
+    /// Gold ranges applied.
+    pub ranges: u64,
+    /// Gold version applied before this pass (`None`: nothing yet).
+    pub from_version: Option<i64>,
+    /// Gold version applied after this pass.
+    pub to_version: Option<i64>,
+    /// Whether a crash-test budget stopped the pass before it was done.
+    pub interrupted: bool,
+    /// Wall time.
+    pub seconds: f64,
+    /// Rows written per second of wall time.
+    pub rows_per_second: f64,
+}
+
+/// A connected serve stage, ready to run passes.
+#[derive(Debug)]
+pub struct Server {
+    stage: ServeStage,
+    writer: Writer,
+    progress: ProgressStore,
+}
+
+impl ServeStage {
+    /// Connects (waiting for Cassandra with backoff), creates the serving
+    /// schema if missing, and prepares the statements.
+    pub async fn connect(self) -> Result<Server> {
+        let patience = self.writes.patience;
+        let session: Arc<Session> = self.cassandra.connect_with_retry(patience).await?;
+        retry_transient(patience, || schema::init(&session, &self.cassandra)).await?;
+        let keyspace = self.cassandra.keyspace.clone();
+        let writer = retry_transient(patience, || Writer::prepare(session.clone(), &keyspace, self.writes)).await?;
+        let progress = retry_transient(patience, || ProgressStore::prepare(session.clone(), &keyspace)).await?;
+        Ok(Server { stage: self, writer, progress })
+    }
+}
+
+impl Server {
+    /// Applies every gold version newer than the last one applied, then stops.
+    pub async fn run(&self) -> Result<ServeReport> {
+        let started = Instant::now();
+        let mut report = ServeReport::default();
+        let Some(feed) = SessionFeed::open(&self.stage.lake).await? else {
+            return Ok(finish(report, started));
+        };
+        let patience = self.stage.writes.patience;
+        let applied = retry_transient(patience, || self.progress.load(feed.table_id())).await?;
+        report.from_version = applied;
+        report.to_version = applied;
+        let latest = feed.version();
+        let first = applied.map_or(0, |version| version + 1);
+        if first > latest {
+            return Ok(finish(report, started));
+        }
+        let step = self.stage.max_versions_per_range.max(1);
+        let bar = steps_bar(0, "serve", self.stage.show_progress);
+        let retention = Retention::new(self.stage.clock.now());
+        let mut from = first;
+        while from <= latest {
+            let to = (from + step - 1).min(latest);
+            bar.set_message(format!("gold versions {from}..={to}"));
+            let images = feed.changes(from, to).await?;
+            let mut started_rows = Vec::with_capacity(images.len());
+            let mut completed_rows = Vec::with_capacity(images.len());
+            for image in &images {
+                let rows = rows_for(image, &retention);
+                started_rows.extend(rows.started);
+                completed_rows.extend(rows.completed);
+                report.expired_rows += rows.expired;
+            }
+            let sessions = images.len() as u64;
+            drop(images);
+            bar.inc_length((started_rows.len() + completed_rows.len()) as u64);
+            let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &bar).await?;
+            report.requests += outcome.requests;
+            report.waits += outcome.waits;
+            if outcome.interrupted {
+                report.interrupted = true;
+                break;
+            }
+            retry_transient(patience, || self.progress.save(feed.table_id(), to)).await?;
+            report.sessions += sessions;
+            report.started_rows += started_rows.len() as u64;
+            report.completed_rows += completed_rows.len() as u64;
+            report.ranges += 1;
+            report.to_version = Some(to);
+            info!(from, to, started = started_rows.len(), completed = completed_rows.len(), "served gold range");
+            from = to + 1;
+        }
+        bar.finish_and_clear();
+        Ok(finish(report, started))
+    }
+}
+
+fn finish(mut report: ServeReport, started: Instant) -> ServeReport {
+    report.seconds = started.elapsed().as_secs_f64();
+    let rows = (report.started_rows + report.completed_rows) as f64;
+    report.rows_per_second = if report.seconds > 0.0 { rows / report.seconds } else { 0.0 };
+    report
+}
+
+/// How long a batch (non-follow) run waits for an unavailable Cassandra by default.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(300);

@@ -1,0 +1,72 @@
+//! The last gold version `serve` applied, kept in Cassandra next to the
+//! rows it describes and written only after them: a crash in between makes
+//! the next run rewrite the same rows (upserts), never skip any.
+//!
+//! Keyed by the gold table's Delta id: a re-created lake starts over.
+
+use std::sync::Arc;
+
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlTimestamp;
+use sessionlake_model::tables::cassandra::PROGRESS_TABLE;
+
+use crate::error::{Result, ServingError};
+
+/// Reads and writes `serve_progress`.
+#[derive(Debug, Clone)]
+pub struct ProgressStore {
+    session: Arc<Session>,
+    load: PreparedStatement,
+    save: PreparedStatement,
+}
+
+impl ProgressStore {
+    /// Prepares the two statements.
+    pub async fn prepare(session: Arc<Session>, keyspace: &str) -> Result<Self> {
+        let what = || format!("preparing statements on {PROGRESS_TABLE}");
+        let load = session
+            .prepare(format!("SELECT gold_version FROM {keyspace}.{PROGRESS_TABLE} WHERE gold_table_id = ?"))
+            .await
+            .map_err(ServingError::prepare(what()))?;
+        let mut save = session
+            .prepare(format!(
+                "INSERT INTO {keyspace}.{PROGRESS_TABLE} (gold_table_id, gold_version, updated_at) VALUES (?, ?, ?)"
+            ))
+            .await
+            .map_err(ServingError::prepare(what()))?;
+        save.set_is_idempotent(true);
+        Ok(Self { session, load, save })
+    }
+
+    /// The last gold version applied for the table `gold_table_id`.
+    pub async fn load(&self, gold_table_id: &str) -> Result<Option<i64>> {
+        let what = || format!("reading {PROGRESS_TABLE}");
+        let result = self
+            .session
+            .execute_unpaged(&self.load, (gold_table_id,))
+            .await
+            .map_err(ServingError::execution(what()))?;
+        let rows = result.into_rows_result().map_err(|error| ServingError::Cassandra {
+            what: what(),
+            message: error.to_string(),
+            transient: false,
+        })?;
+        let row = rows.maybe_first_row::<(Option<i64>,)>().map_err(|error| ServingError::Cassandra {
+            what: what(),
+            message: error.to_string(),
+            transient: false,
+        })?;
+        Ok(row.and_then(|(version,)| version))
+    }
+
+    /// Records that every gold version up to `version` is applied.
+    pub async fn save(&self, gold_table_id: &str, version: i64) -> Result<()> {
+        let now = CqlTimestamp(chrono::Utc::now().timestamp_millis());
+        self.session
+            .execute_unpaged(&self.save, (gold_table_id, version, now))
+            .await
+            .map_err(ServingError::execution(format!("writing {PROGRESS_TABLE}")))?;
+        Ok(())
+    }
+}

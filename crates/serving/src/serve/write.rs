@@ -1,0 +1,254 @@
+//! Writing serving rows: prepared statements, one unlogged batch per
+//! partition chunk, a bounded number of requests in flight, and retries
+//! with backoff while Cassandra is unavailable. Every write is an upsert by
+//! primary key, so writing a row twice is harmless; unknown values are left
+//! unset (never null), so an older image cannot erase a known value.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use indicatif::ProgressBar;
+use scylla::client::session::Session;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{CqlTimestamp, MaybeUnset};
+use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
+use tracing::warn;
+
+use crate::error::{Result, ServingError};
+use crate::retry::Backoff;
+use crate::rows::{CompletedRow, StartedRow};
+
+/// How writes are issued.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteSettings {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Most rows in one (single-partition) batch.
+    pub batch_rows: usize,
+    /// How long to keep retrying while no request succeeds (`None`: forever).
+    pub patience: Option<Duration>,
+    /// Stop after this many requests, as if the process died (crash tests).
+    pub stop_after_requests: Option<u64>,
+}
+
+/// What a write pass did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOutcome {
+    /// Requests acknowledged.
+    pub requests: u64,
+    /// Times the writer waited for Cassandra to come back.
+    pub waits: u64,
+    /// Whether `stop_after_requests` cut the pass short.
+    pub interrupted: bool,
+}
+
+/// One request: a chunk of rows of one partition.
+#[derive(Clone, Copy)]
+enum Chunk<'a> {
+    Started(&'a [StartedRow]),
+    Completed(&'a [CompletedRow]),
+}
+
+impl Chunk<'_> {
+    fn rows(&self) -> u64 {
+        match self {
+            Chunk::Started(rows) => rows.len() as u64,
+            Chunk::Completed(rows) => rows.len() as u64,
+        }
+    }
+}
+
+/// Prepared inserts into both serving tables.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    session: Arc<Session>,
+    started: PreparedStatement,
+    completed: PreparedStatement,
+    settings: WriteSettings,
+    requests_done: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Prepares the statements (once per process).
+    pub async fn prepare(session: Arc<Session>, keyspace: &str, settings: WriteSettings) -> Result<Self> {
+        let mut started = session
+            .prepare(format!(
+                "INSERT INTO {keyspace}.{STARTED_TABLE} \
+                 (country, start_hour, ts, session_id, player_id, start_ts, end_ts) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ))
+            .await
+            .map_err(ServingError::prepare(format!("preparing the insert into {STARTED_TABLE}")))?;
+        let mut completed = session
+            .prepare(format!(
+                "INSERT INTO {keyspace}.{COMPLETED_TABLE} \
+                 (player_id, ts, session_id, country, start_ts, end_ts) \
+                 VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
+            ))
+            .await
+            .map_err(ServingError::prepare(format!("preparing the insert into {COMPLETED_TABLE}")))?;
+        started.set_is_idempotent(true);
+        completed.set_is_idempotent(true);
+        Ok(Self { session, started, completed, settings, requests_done: Arc::default() })
+    }
+
+    /// Writes all rows (sorting them by partition), advancing `bar` by rows.
+    pub async fn write(
+        &self,
+        started: &mut [StartedRow],
+        completed: &mut [CompletedRow],
+        bar: &ProgressBar,
+    ) -> Result<WriteOutcome> {
+        started.sort_unstable_by(|a, b| (&a.country, a.start_hour_ms).cmp(&(&b.country, b.start_hour_ms)));
+        completed.sort_unstable_by(|a, b| a.player_id.cmp(&b.player_id));
+        let batch_rows = self.settings.batch_rows.max(1);
+        let mut pending: Vec<Chunk<'_>> =
+            partition_chunks(started, batch_rows, |a, b| a.country == b.country && a.start_hour_ms == b.start_hour_ms)
+                .map(Chunk::Started)
+                .chain(partition_chunks(completed, batch_rows, |a, b| a.player_id == b.player_id).map(Chunk::Completed))
+                .collect();
+
+        let mut outcome = WriteOutcome::default();
+        let mut backoff = Backoff::default();
+        let mut last_success = Instant::now();
+        while !pending.is_empty() {
+            let results: Vec<(Chunk<'_>, Option<Result<()>>)> = stream::iter(pending)
+                .map(|chunk| async move { (chunk, self.execute(chunk).await) })
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+            pending = Vec::new();
+            let mut last_error = None;
+            for (chunk, result) in results {
+                match result {
+                    None => outcome.interrupted = true,
+                    Some(Ok(())) => {
+                        outcome.requests += 1;
+                        bar.inc(chunk.rows());
+                        last_success = Instant::now();
+                        backoff.reset();
+                    }
+                    Some(Err(error)) if error.is_transient() => {
+                        pending.push(chunk);
+                        last_error = Some(error);
+                    }
+                    Some(Err(error)) => return Err(error),
+                }
+            }
+            if outcome.interrupted {
+                return Ok(outcome);
+            }
+            if let Some(error) = last_error {
+                let delay = backoff.next_delay();
+                if self.settings.patience.is_some_and(|limit| last_success.elapsed() + delay > limit) {
+                    return Err(error);
+                }
+                outcome.waits += 1;
+                warn!("Cassandra unavailable ({error}); {} writes wait, retrying in {delay:.1?}", pending.len());
+                tokio::time::sleep(delay).await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Sends one chunk; `None` when the crash-test budget is spent.
+    async fn execute(&self, chunk: Chunk<'_>) -> Option<Result<()>> {
+        if let Some(limit) = self.settings.stop_after_requests
+            && self.requests_done.fetch_add(1, Ordering::SeqCst) >= limit
+        {
+            return None;
+        }
+        let result = match chunk {
+            Chunk::Started(rows) => {
+                let values: Vec<_> = rows.iter().map(started_values).collect();
+                self.send(&self.started, values, STARTED_TABLE).await
+            }
+            Chunk::Completed(rows) => {
+                let values: Vec<_> = rows.iter().map(completed_values).collect();
+                self.send(&self.completed, values, COMPLETED_TABLE).await
+            }
+        };
+        Some(result)
+    }
+
+    async fn send<V: scylla::serialize::row::SerializeRow>(
+        &self,
+        statement: &PreparedStatement,
+        mut values: Vec<V>,
+        table: &str,
+    ) -> Result<()> {
+        let what = || format!("writing to {table}");
+        if values.len() == 1 {
+            let row = values.pop().expect("one row");
+            self.session.execute_unpaged(statement, row).await.map_err(ServingError::execution(what()))?;
+            return Ok(());
+        }
+        let mut batch = Batch::new(BatchType::Unlogged);
+        for _ in 0..values.len() {
+            batch.append_statement(statement.clone());
+        }
+        batch.set_is_idempotent(true);
+        self.session.batch(&batch, values).await.map_err(ServingError::execution(what()))?;
+        Ok(())
+    }
+}
+
+type StartedValues<'a> =
+    (&'a str, CqlTimestamp, CqlTimestamp, &'a str, &'a str, CqlTimestamp, MaybeUnset<CqlTimestamp>, i32);
+
+fn started_values(row: &StartedRow) -> StartedValues<'_> {
+    (
+        &row.country,
+        CqlTimestamp(row.start_hour_ms),
+        CqlTimestamp(row.ts_ms),
+        &row.session_id,
+        &row.player_id,
+        CqlTimestamp(row.ts_ms),
+        unset_if_none(row.end_ms.map(CqlTimestamp)),
+        row.ttl,
+    )
+}
+
+type CompletedValues<'a> =
+    (&'a str, CqlTimestamp, &'a str, MaybeUnset<&'a str>, MaybeUnset<CqlTimestamp>, CqlTimestamp, i32);
+
+fn completed_values(row: &CompletedRow) -> CompletedValues<'_> {
+    (
+        &row.player_id,
+        CqlTimestamp(row.ts_ms),
+        &row.session_id,
+        unset_if_none(row.country.as_deref()),
+        unset_if_none(row.start_ms.map(CqlTimestamp)),
+        CqlTimestamp(row.ts_ms),
+        row.ttl,
+    )
+}
+
+fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
+    value.map_or(MaybeUnset::Unset, MaybeUnset::Set)
+}
+
+/// Splits rows sorted by partition into runs of one partition, each at most
+/// `limit` long.
+fn partition_chunks<'a, T>(
+    rows: &'a [T],
+    limit: usize,
+    same_partition: impl Fn(&T, &T) -> bool + 'a,
+) -> impl Iterator<Item = &'a [T]> + 'a {
+    rows.chunk_by(same_partition).flat_map(move |run| run.chunks(limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_chunks;
+
+    #[test]
+    fn chunks_never_mix_partitions_and_respect_the_limit() {
+        let rows = [1, 1, 1, 2, 3, 3];
+        let chunks: Vec<&[i32]> = partition_chunks(&rows, 2, |a, b| a == b).collect();
+        assert_eq!(chunks, vec![&[1, 1][..], &[1], &[2], &[3, 3]]);
+    }
+}

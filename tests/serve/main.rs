@@ -1,0 +1,172 @@
+//! `db` and `serve` against the real Cassandra the README test command
+//! starts (SESSIONLAKE_CASSANDRA_NODES, default 127.0.0.1:9042): exact rows
+//! against the truth and the gold table, re-runs, a crash mid-way, and an
+//! outage of a Cassandra node of the test's own while `serve --follow` runs.
+//! Each test works in a keyspace of its own.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use scylla::value::CqlTimestamp;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_writes_exactly_what_the_gold_table_and_the_truth_predict() {
+    let lake = PreparedLake::new(3_000, 21);
+    let nodes = nodes();
+    let keyspace = keyspace("exact");
+    let session = connect(&nodes).await;
+
+    report(sessionlake(&lake.lake, &["db", "init", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]));
+    let first = report(&mut lake.serve(&nodes, &keyspace, &[]));
+    let expected = expected_rows(&lake.lake).await;
+    assert_eq!(expected.started.len() as u64, lake.truth_sum("served_started_rows"));
+    assert_eq!(expected.completed.len() as u64, lake.truth_sum("served_completed_rows"));
+    let expired = lake.truth_sum("started_sessions") + lake.truth_sum("completed_sessions")
+        - lake.truth_sum("served_started_rows")
+        - lake.truth_sum("served_completed_rows");
+    assert!(expired > 0, "the generated data has events outside retention");
+    assert_eq!(first["started_rows"].as_u64(), Some(expected.started.len() as u64));
+    assert_eq!(first["completed_rows"].as_u64(), Some(expected.completed.len() as u64));
+    assert_eq!(first["expired_rows"].as_u64(), Some(expired));
+
+    let served = dump(&session, &keyspace).await;
+    assert_eq!(served, expected);
+    let completed_sessions: HashSet<&String> = served.completed.iter().map(|row| &row.2).collect();
+    assert_eq!(completed_sessions.len(), served.completed.len(), "one completed row per session");
+
+    // The API's two queries, straight on the tables: a player's last 20
+    // completed sessions, and a country's sessions started in an hour window.
+    let mut players: Vec<&String> = served.completed.iter().map(|row| &row.0).collect();
+    players.dedup();
+    for player in players.iter().step_by(players.len() / 5 + 1) {
+        let rows: Vec<(String, CqlTimestamp)> = session
+            .query_unpaged(
+                format!("SELECT session_id, ts FROM {keyspace}.api_completed_sessions WHERE player_id = ? LIMIT 20"),
+                (player.as_str(),),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .rows()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut want: Vec<(i64, &String)> =
+            expected.completed.iter().filter(|row| &row.0 == *player).map(|row| (row.1, &row.2)).collect();
+        want.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        want.truncate(20);
+        let got: Vec<(i64, &String)> = rows.iter().map(|(session, ts)| (ts.0, session)).collect();
+        assert_eq!(got, want, "last 20 completed of {player}");
+    }
+    let busiest = expected.started.iter().map(|row| (&row.0, row.1)).max_by_key(|&(country, hour)| {
+        (expected.started.iter().filter(|row| &row.0 == country && row.1 == hour).count(), country.clone(), hour)
+    });
+    let (country, hour) = busiest.unwrap();
+    let window: Vec<i64> = (0..3).map(|back| hour - back * 3_600_000).collect();
+    let mut got = Vec::new();
+    for start_hour in &window {
+        let rows: Vec<(String, CqlTimestamp)> = session
+            .query_unpaged(
+                format!(
+                    "SELECT session_id, ts FROM {keyspace}.api_start_session_by_hour WHERE country = ? AND start_hour = ?"
+                ),
+                (country.as_str(), CqlTimestamp(*start_hour)),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .rows()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        got.extend(rows.into_iter().map(|(session, ts)| (ts.0, session)));
+    }
+    let mut want: Vec<(i64, String)> = expected
+        .started
+        .iter()
+        .filter(|row| &row.0 == country && window.contains(&row.1))
+        .map(|row| (row.2, row.3.clone()))
+        .collect();
+    want.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    assert!(want.len() >= 2, "a busy window");
+    assert_eq!(got, want, "started in {country} in the 3 hours up to {hour}");
+
+    // Nothing new: nothing written. Re-initialising keeps the rows.
+    let again = report(&mut lake.serve(&nodes, &keyspace, &[]));
+    assert_eq!((again["ranges"].as_u64(), again["requests"].as_u64()), (Some(0), Some(0)));
+    report(sessionlake(&lake.lake, &["db", "init", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]));
+    assert_eq!(dump(&session, &keyspace).await, expected);
+
+    // Reset empties the tables and the progress: serving again rebuilds the same rows.
+    report(sessionlake(&lake.lake, &["db", "reset", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]));
+    assert_eq!(dump(&session, &keyspace).await, ServingRows::default());
+    let rebuilt = report(&mut lake.serve(&nodes, &keyspace, &[]));
+    assert_eq!(rebuilt["from_version"], serde_json::Value::Null);
+    assert_eq!(dump(&session, &keyspace).await, expected);
+    drop_keyspace(&session, &keyspace).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serve_killed_midway_and_rerun_ends_in_the_same_rows() {
+    let lake = PreparedLake::new(2_000, 22);
+    let nodes = nodes();
+    let keyspace = keyspace("crash");
+    let session = connect(&nodes).await;
+    let small = ["--batch-rows", "2", "--concurrency", "4", "--max-versions-per-range", "1"];
+
+    // A crash after some writes and before the progress is recorded.
+    let mut args = small.to_vec();
+    args.extend(["--stop-after-requests", "40"]);
+    let cut = report(&mut lake.serve(&nodes, &keyspace, &args));
+    assert_eq!(cut["interrupted"], true);
+    assert_eq!(cut["requests"].as_u64(), Some(40));
+    let partial = dump(&session, &keyspace).await;
+    assert!(!partial.started.is_empty() || !partial.completed.is_empty(), "some rows were written");
+
+    // A real SIGKILL in the middle of a run.
+    let mut child = lake.serve(&nodes, &keyspace, &small).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let finished = report(&mut lake.serve(&nodes, &keyspace, &[]));
+    assert_eq!(finished["interrupted"], false);
+    let expected = expected_rows(&lake.lake).await;
+    assert_eq!(dump(&session, &keyspace).await, expected);
+    assert_eq!(expected.completed.len() as u64, lake.truth_sum("served_completed_rows"));
+    drop_keyspace(&session, &keyspace).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_settings_are_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let nodes = nodes();
+    for (args, needle) in [
+        (vec!["db", "init", "--cassandra-nodes", &nodes, "--keyspace", "x; DROP KEYSPACE system"], "keyspace"),
+        (vec!["db", "init", "--cassandra-nodes", &nodes, "--replication", "{'class': 'X'}; DROP"], "replication"),
+        (vec!["db", "init", "--cassandra-nodes", &nodes, "--cassandra-password", "wrong"], "logging in"),
+        (vec!["db", "init", "--cassandra-nodes", "127.0.0.1:1", "--cassandra-wait-seconds", "1"], "127.0.0.1:1"),
+    ] {
+        let output = sessionlake(&lake, &args).output().unwrap();
+        assert!(!output.status.success(), "{args:?} must fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error: ")).collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].contains(needle), "{needle}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // Serving an empty lake is a no-op, not an error.
+    let keyspace = keyspace("empty");
+    let empty = report(sessionlake(&lake, &["serve", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]));
+    assert_eq!(empty["ranges"].as_u64(), Some(0));
+    drop_keyspace(&*connect(&nodes).await, &keyspace).await;
+}
+
+mod outage;

@@ -1,0 +1,260 @@
+//! Fixtures for the serving tests: a lake prepared through the real binary,
+//! a keyspace of its own per test on the real Cassandra, and the serving
+//! rows the gold table predicts, computed here independently of `serve`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, TimestampMicrosecondType};
+use futures::TryStreamExt;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::value::CqlTimestamp;
+use serde_json::Value;
+use sessionlake_lake::Lake;
+
+/// The demo clock: the 2016 data is recent, 2015 stragglers are not.
+pub const NOW: &str = "2016-11-07T00:00:00Z";
+
+/// The CQL contact point of the Cassandra the README test command started.
+pub fn nodes() -> String {
+    std::env::var("SESSIONLAKE_CASSANDRA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into())
+}
+
+/// The binary, with a clean environment for the settings tests control.
+pub fn sessionlake(lake: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessionlake"));
+    command.arg("--lake").arg(lake).arg("--json").args(args).env("SESSIONLAKE_NOW", NOW);
+    for name in ["SESSIONLAKE_DEBUG", "SESSIONLAKE_FOLLOW", "SESSIONLAKE_CASSANDRA_KEYSPACE"] {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Runs to completion and parses the JSON report, failing on a non-zero exit.
+pub fn report(mut command: impl std::borrow::BorrowMut<Command>) -> Value {
+    let output: Output = command.borrow_mut().output().expect("the binary runs");
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON report")
+}
+
+/// A lake holding generated data refined up to the gold table.
+pub struct PreparedLake {
+    /// Keeps the directory alive.
+    pub dir: tempfile::TempDir,
+    /// The lake root.
+    pub lake: PathBuf,
+    /// Truths of the files landed, in order.
+    pub truths: Vec<Value>,
+}
+
+impl PreparedLake {
+    /// Generates a file of `sessions` sessions with anomalies, and runs
+    /// ingest → raw → sessions on it.
+    pub fn new(sessions: u64, seed: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        let mut prepared = Self { dir, lake, truths: Vec::new() };
+        prepared.add_file(sessions, seed);
+        prepared
+    }
+
+    /// Lands one more generated file and refines it up to gold.
+    pub fn add_file(&mut self, sessions: u64, seed: u64) {
+        let file = self.dir.path().join(format!("events-{seed}.jsonl.bz2"));
+        let truth = self.dir.path().join(format!("truth-{seed}.json"));
+        let (file_arg, truth_arg) = (file.display().to_string(), truth.display().to_string());
+        let (sessions, seed) = (sessions.to_string(), seed.to_string());
+        report(sessionlake(
+            &self.lake,
+            &[
+                "generate",
+                "--out",
+                &file_arg,
+                "--sessions",
+                &sessions,
+                "--seed",
+                &seed,
+                "--anomaly-rate",
+                "0.02",
+                "--truth",
+                &truth_arg,
+            ],
+        ));
+        report(sessionlake(&self.lake, &["ingest", "--source", &file_arg]));
+        report(sessionlake(&self.lake, &["raw"]));
+        report(sessionlake(&self.lake, &["sessions"]));
+        self.truths.push(serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap());
+    }
+
+    /// Sum of a numeric truth field over the files landed.
+    pub fn truth_sum(&self, field: &str) -> u64 {
+        self.truths.iter().map(|truth| truth[field].as_u64().unwrap()).sum()
+    }
+
+    /// `serve` into `keyspace` at `nodes`, with extra arguments.
+    pub fn serve(&self, nodes: &str, keyspace: &str, extra: &[&str]) -> Command {
+        let mut args = vec!["serve", "--cassandra-nodes", nodes, "--keyspace", keyspace];
+        args.extend_from_slice(extra);
+        sessionlake(&self.lake, &args)
+    }
+}
+
+/// A started row as (country, start_hour, ts, session_id, player_id, start_ts, end_ts), times in ms.
+pub type StartedRow = (String, i64, i64, String, String, Option<i64>, Option<i64>);
+/// A completed row as (player_id, ts, session_id, country, start_ts, end_ts), times in ms.
+pub type CompletedRow = (String, i64, String, Option<String>, Option<i64>, Option<i64>);
+
+/// Serving rows, sorted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ServingRows {
+    /// `api_start_session_by_hour`.
+    pub started: BTreeSet<StartedRow>,
+    /// `api_completed_sessions`.
+    pub completed: BTreeSet<CompletedRow>,
+}
+
+/// What the serving tables must hold for the gold table of `lake`, with
+/// the retention window of [`NOW`].
+pub async fn expected_rows(lake: &Path) -> ServingRows {
+    let batches = sessionlake_lake::query::sql(
+        &Lake::new(lake),
+        "SELECT session_id, player_id, country, start_ts, end_ts FROM uc_delta_session_events",
+    )
+    .await
+    .unwrap();
+    let cutoff = DateTime::parse_from_rfc3339("2015-11-07T00:00:00Z").unwrap().timestamp_micros();
+    let ms = |micros: i64| micros.div_euclid(1000);
+    let mut rows = ServingRows::default();
+    for batch in &batches {
+        // DataFusion may hand strings back as views: read them as plain UTF-8.
+        let text = |index: usize| cast(batch.column(index), &DataType::Utf8).unwrap();
+        let (session, player, country) = (text(0), text(1), text(2));
+        let (session, player, country) =
+            (session.as_string::<i32>(), player.as_string::<i32>(), country.as_string::<i32>());
+        let start = batch.column(3).as_primitive::<TimestampMicrosecondType>();
+        let end = batch.column(4).as_primitive::<TimestampMicrosecondType>();
+        for row in 0..batch.num_rows() {
+            let country = country.is_valid(row).then(|| country.value(row).to_string());
+            let start = start.is_valid(row).then(|| start.value(row));
+            let end = end.is_valid(row).then(|| end.value(row));
+            if let (Some(start), Some(country)) = (start, &country)
+                && start >= cutoff
+            {
+                let hour = start.div_euclid(3_600_000_000) * 3_600_000;
+                rows.started.insert((
+                    country.clone(),
+                    hour,
+                    ms(start),
+                    session.value(row).to_string(),
+                    player.value(row).to_string(),
+                    Some(ms(start)),
+                    end.map(ms),
+                ));
+            }
+            if let Some(end) = end
+                && end >= cutoff
+            {
+                rows.completed.insert((
+                    player.value(row).to_string(),
+                    ms(end),
+                    session.value(row).to_string(),
+                    country,
+                    start.map(ms),
+                    Some(ms(end)),
+                ));
+            }
+        }
+    }
+    rows
+}
+
+/// A CQL session on `nodes`, logged in as the default superuser.
+pub async fn connect(nodes: &str) -> Arc<Session> {
+    Arc::new(SessionBuilder::new().known_node(nodes).user("cassandra", "cassandra").build().await.unwrap())
+}
+
+/// A keyspace name of this process for `test` (dropped by [`drop_keyspace`]).
+pub fn keyspace(test: &str) -> String {
+    format!("t_{test}_{}", std::process::id())
+}
+
+/// Drops a test keyspace.
+pub async fn drop_keyspace(session: &Session, keyspace: &str) {
+    session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ()).await.unwrap();
+}
+
+/// A row of `api_start_session_by_hour` as the driver reads it.
+#[derive(scylla::DeserializeRow)]
+struct StartedCql {
+    country: String,
+    start_hour: CqlTimestamp,
+    ts: CqlTimestamp,
+    session_id: String,
+    player_id: String,
+    start_ts: Option<CqlTimestamp>,
+    end_ts: Option<CqlTimestamp>,
+}
+
+/// A row of `api_completed_sessions` as the driver reads it.
+#[derive(scylla::DeserializeRow)]
+struct CompletedCql {
+    player_id: String,
+    ts: CqlTimestamp,
+    session_id: String,
+    country: Option<String>,
+    start_ts: Option<CqlTimestamp>,
+    end_ts: Option<CqlTimestamp>,
+}
+
+/// Everything in the two serving tables of `keyspace`.
+pub async fn dump(session: &Session, keyspace: &str) -> ServingRows {
+    let started: Vec<StartedCql> = session
+        .query_iter(format!("SELECT * FROM {keyspace}.api_start_session_by_hour"), ())
+        .await
+        .unwrap()
+        .rows_stream()
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let completed: Vec<CompletedCql> = session
+        .query_iter(format!("SELECT * FROM {keyspace}.api_completed_sessions"), ())
+        .await
+        .unwrap()
+        .rows_stream()
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let ms = |ts: Option<CqlTimestamp>| ts.map(|ts| ts.0);
+    ServingRows {
+        started: started
+            .into_iter()
+            .map(|r| (r.country, r.start_hour.0, r.ts.0, r.session_id, r.player_id, ms(r.start_ts), ms(r.end_ts)))
+            .collect(),
+        completed: completed
+            .into_iter()
+            .map(|r| (r.player_id, r.ts.0, r.session_id, r.country, ms(r.start_ts), ms(r.end_ts)))
+            .collect(),
+    }
+}
+
+/// Polls `probe` until it returns true, failing after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !probe().await {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
