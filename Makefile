@@ -7,20 +7,29 @@ export CARGO_TERM_COLOR ?= never
 SESSIONS ?= 500000
 SOURCE ?=
 LAKE ?= ./data_lake
+# The service clock of the demo, like the reference's: the late-2016 data is
+# "recent". Set NOW= (empty) to use real time.
+NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
 .PHONY: demo test lint unit bench build-release clean-lake
 
-## demo: build, then generate full-size data (or land SOURCE=url|file) and run ingest -> raw -> sessions
+## demo: build, start Cassandra, generate full-size data (or land SOURCE=url|file),
+## then ingest -> raw -> sessions -> serve (Cassandra keeps running: scripts/cassandra stop)
 demo: build-release
+	scripts/cassandra start
 	@set -e; \
 	if [ -n "$(SOURCE)" ]; then src="$(SOURCE)"; else \
 	  src=assignment_data.jsonl.bz2; \
 	  [ -f "$$src" ] || $(BIN) generate --out "$$src" --sessions $(SESSIONS) --anomaly-rate 0.001 --truth truth.json; \
 	fi; \
+	export SESSIONLAKE_NOW="$(NOW)"; [ -n "$(NOW)" ] || unset SESSIONLAKE_NOW; \
 	$(BIN) --lake $(LAKE) ingest --source "$$src"; \
 	$(BIN) --lake $(LAKE) raw; \
-	$(BIN) --lake $(LAKE) sessions
+	$(BIN) --lake $(LAKE) sessions; \
+	$(BIN) db init; \
+	$(BIN) --lake $(LAKE) serve; \
+	echo "Cassandra keeps running for queries: scripts/cassandra cqlsh; stop it with: scripts/cassandra stop"
 
 ## test: every check and every test (what CI runs)
 test: lint unit

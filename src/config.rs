@@ -11,7 +11,7 @@ pub const DEFAULT_SOURCE: &str = "https://cdn.unityads.unity3d.com/assignments/a
 
 /// sessionlake: a lakehouse for player-session events.
 ///
-/// Data flows landing → raw → sessions (Delta Lake tables under --lake).
+/// Data flows landing → raw → sessions (Delta Lake tables under --lake) → serve (Cassandra).
 #[derive(Debug, Parser)]
 #[command(name = "sessionlake", version, about, long_about = None)]
 pub struct Config {

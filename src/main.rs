@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  generate ──> file.jsonl.bz2 ──ingest──> landingzone/ ──raw──> r_session_events ──sessions──> uc_delta_session_events
-//!                                                              └──> r_session_events_rejected
+//!                                                              └──> r_session_events_rejected             │ serve
+//!                                          db init|reset ──> Cassandra session_events.{api_start_session_by_hour, api_completed_sessions}
 //! ```
 
 mod commands;

@@ -43,19 +43,12 @@ async fn serve_writes_exactly_what_the_gold_table_and_the_truth_predict() {
     let mut players: Vec<&String> = served.completed.iter().map(|row| &row.0).collect();
     players.dedup();
     for player in players.iter().step_by(players.len() / 5 + 1) {
-        let rows: Vec<(String, CqlTimestamp)> = session
-            .query_unpaged(
-                format!("SELECT session_id, ts FROM {keyspace}.api_completed_sessions WHERE player_id = ? LIMIT 20"),
-                (player.as_str(),),
-            )
-            .await
-            .unwrap()
-            .into_rows_result()
-            .unwrap()
-            .rows()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows: Vec<(String, CqlTimestamp)> = all_rows(
+            &session,
+            format!("SELECT session_id, ts FROM {keyspace}.api_completed_sessions WHERE player_id = ? LIMIT 20"),
+            (player.as_str(),),
+        )
+        .await;
         let mut want: Vec<(i64, &String)> =
             expected.completed.iter().filter(|row| &row.0 == *player).map(|row| (row.1, &row.2)).collect();
         want.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
@@ -70,21 +63,14 @@ async fn serve_writes_exactly_what_the_gold_table_and_the_truth_predict() {
     let window: Vec<i64> = (0..3).map(|back| hour - back * 3_600_000).collect();
     let mut got = Vec::new();
     for start_hour in &window {
-        let rows: Vec<(String, CqlTimestamp)> = session
-            .query_unpaged(
-                format!(
-                    "SELECT session_id, ts FROM {keyspace}.api_start_session_by_hour WHERE country = ? AND start_hour = ?"
-                ),
-                (country.as_str(), CqlTimestamp(*start_hour)),
-            )
-            .await
-            .unwrap()
-            .into_rows_result()
-            .unwrap()
-            .rows()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows: Vec<(String, CqlTimestamp)> = all_rows(
+            &session,
+            format!(
+                "SELECT session_id, ts FROM {keyspace}.api_start_session_by_hour WHERE country = ? AND start_hour = ?"
+            ),
+            (country.as_str(), CqlTimestamp(*start_hour)),
+        )
+        .await;
         got.extend(rows.into_iter().map(|(session, ts)| (ts.0, session)));
     }
     let mut want: Vec<(i64, String)> = expected

@@ -15,6 +15,8 @@ use deltalake::arrow::datatypes::{DataType, TimestampMicrosecondType};
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::serialize::row::SerializeRow;
 use scylla::value::CqlTimestamp;
 use serde_json::Value;
 use sessionlake_lake::Lake;
@@ -213,26 +215,20 @@ struct CompletedCql {
     end_ts: Option<CqlTimestamp>,
 }
 
+/// Every row a CQL query returns (paged).
+pub async fn all_rows<R>(session: &Session, cql: String, values: impl SerializeRow) -> Vec<R>
+where
+    R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
+{
+    session.query_iter(cql, values).await.unwrap().rows_stream().unwrap().try_collect().await.unwrap()
+}
+
 /// Everything in the two serving tables of `keyspace`.
 pub async fn dump(session: &Session, keyspace: &str) -> ServingRows {
-    let started: Vec<StartedCql> = session
-        .query_iter(format!("SELECT * FROM {keyspace}.api_start_session_by_hour"), ())
-        .await
-        .unwrap()
-        .rows_stream()
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    let completed: Vec<CompletedCql> = session
-        .query_iter(format!("SELECT * FROM {keyspace}.api_completed_sessions"), ())
-        .await
-        .unwrap()
-        .rows_stream()
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let started: Vec<StartedCql> =
+        all_rows(session, format!("SELECT * FROM {keyspace}.api_start_session_by_hour"), ()).await;
+    let completed: Vec<CompletedCql> =
+        all_rows(session, format!("SELECT * FROM {keyspace}.api_completed_sessions"), ()).await;
     let ms = |ts: Option<CqlTimestamp>| ts.map(|ts| ts.0);
     ServingRows {
         started: started

@@ -2,9 +2,12 @@
 //! registered under its name (`r_session_events`, `r_session_events_rejected`,
 //! `uc_delta_session_events`).
 
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::delta_datafusion::create_session;
+use deltalake::delta_datafusion::{DeltaCdfTableProvider, create_session};
 
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
@@ -27,4 +30,22 @@ pub async fn sql(lake: &Lake, statement: &str) -> Result<Vec<RecordBatch>> {
     let context = session_context(lake).await?;
     let frame = context.sql(statement).await.map_err(LakeError::query("sql"))?;
     frame.collect().await.map_err(LakeError::query("sql"))
+}
+
+/// Runs `select` over the change data feed of `table` for versions
+/// `from..=to`, registered as the table `changes` (with the feed's
+/// `_change_type`, `_commit_version` and `_commit_timestamp` columns).
+pub(crate) async fn changes(
+    table: &DeltaTable,
+    table_name: &'static str,
+    from: u64,
+    to: u64,
+    select: &str,
+) -> Result<Vec<RecordBatch>> {
+    let context = create_session().into_inner();
+    let cdf = table.clone().scan_cdf().with_starting_version(from).with_ending_version(to);
+    let provider = DeltaCdfTableProvider::try_new(cdf).map_err(LakeError::delta(table_name))?;
+    context.register_table("changes", Arc::new(provider)).map_err(LakeError::query(table_name))?;
+    let frame = context.sql(select).await.map_err(LakeError::query(table_name))?;
+    frame.collect().await.map_err(LakeError::query(table_name))
 }

@@ -5,18 +5,16 @@
 //! newest image (the `insert` or `update_postimage` of the highest commit),
 //! so replaying a range of versions always yields the same rows.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
-use deltalake::delta_datafusion::{DeltaCdfTableProvider, create_session};
 use sessionlake_model::tables::sessions as columns;
+use std::collections::HashMap;
 
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
+use crate::query;
 use crate::schema::SESSIONS;
 
 /// One session as the gold table holds it after a change.
@@ -73,13 +71,8 @@ impl SessionFeed {
 
     /// The newest image of every session changed by versions `from..=to`.
     pub async fn changes(&self, from: i64, to: i64) -> Result<Vec<SessionImage>> {
-        let context = create_session().into_inner();
-        let cdf =
-            self.table.clone().scan_cdf().with_starting_version(from.max(0) as u64).with_ending_version(to as u64);
-        let provider = DeltaCdfTableProvider::try_new(cdf).map_err(LakeError::delta(SESSIONS.name))?;
-        context.register_table("gold_changes", Arc::new(provider)).map_err(LakeError::query(SESSIONS.name))?;
         let sql = format!(
-            "SELECT {session}, {player}, {country}, {start}, {end}, CAST(_commit_version AS BIGINT) FROM gold_changes \
+            "SELECT {session}, {player}, {country}, {start}, {end}, CAST(_commit_version AS BIGINT) FROM changes \
              WHERE _change_type IN ('insert', 'update_postimage')",
             session = columns::SESSION_ID,
             player = columns::PLAYER_ID,
@@ -87,13 +80,7 @@ impl SessionFeed {
             start = columns::START_TS,
             end = columns::END_TS,
         );
-        let batches = context
-            .sql(&sql)
-            .await
-            .map_err(LakeError::query(SESSIONS.name))?
-            .collect()
-            .await
-            .map_err(LakeError::query(SESSIONS.name))?;
+        let batches = query::changes(&self.table, SESSIONS.name, from.max(0) as u64, to.max(0) as u64, &sql).await?;
         let mut newest: HashMap<String, SessionImage> = HashMap::new();
         for batch in &batches {
             for image in images(batch)? {

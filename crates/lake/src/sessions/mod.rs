@@ -19,7 +19,6 @@ mod aggregate;
 mod feed;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
@@ -28,7 +27,7 @@ use deltalake::arrow::datatypes::Date32Type;
 use deltalake::datafusion::logical_expr::{Expr, case};
 use deltalake::datafusion::prelude::{SessionContext, coalesce, lit};
 use deltalake::datafusion::scalar::ScalarValue;
-use deltalake::delta_datafusion::{DeltaCdfTableProvider, create_session};
+use deltalake::delta_datafusion::create_session;
 use sessionlake_model::tables::{SESSIONS_APP_ID, raw, sessions as columns};
 use tracing::info;
 
@@ -36,7 +35,7 @@ use crate::error::{LakeError, Result};
 use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
 use crate::lake::Lake;
 use crate::schema::{RAW, SESSIONS};
-use crate::{progress, txn};
+use crate::{progress, query, txn};
 
 pub use aggregate::{SessionBatch, SessionUpdate};
 pub use feed::{SessionFeed, SessionImage};
@@ -131,25 +130,15 @@ impl SessionsStage {
 
 /// Reads the rows inserted into the raw table by versions `from..=to`.
 async fn read_changes(raw_table: &DeltaTable, from: u64, to: u64) -> Result<SessionBatch> {
-    let context = create_session().into_inner();
-    let cdf = raw_table.clone().scan_cdf().with_starting_version(from).with_ending_version(to);
-    let provider = DeltaCdfTableProvider::try_new(cdf).map_err(LakeError::delta(RAW.name))?;
-    context.register_table("raw_changes", Arc::new(provider)).map_err(LakeError::query(RAW.name))?;
     let sql = format!(
-        "SELECT {event}, {session}, {player}, {country}, {ts} FROM raw_changes WHERE _change_type = 'insert'",
+        "SELECT {event}, {session}, {player}, {country}, {ts} FROM changes WHERE _change_type = 'insert'",
         event = raw::EVENT,
         session = raw::SESSION_ID,
         player = raw::PLAYER_ID,
         country = raw::COUNTRY,
         ts = raw::TS,
     );
-    let batches = context
-        .sql(&sql)
-        .await
-        .map_err(LakeError::query(RAW.name))?
-        .collect()
-        .await
-        .map_err(LakeError::query(RAW.name))?;
+    let batches = query::changes(raw_table, RAW.name, from, to, &sql).await?;
     let mut sessions = SessionBatch::default();
     for batch in &batches {
         sessions.add_raw_rows(batch)?;
