@@ -98,8 +98,16 @@ impl SessionsStage {
         }
         let max_step = self.max_versions_per_batch.max(1);
         let bar = progress::steps_bar(latest - first + 1, "sessions", self.show_progress);
-        // Start with one version and size the next ranges from what it held.
-        let mut step = 1;
+        // Size the first range from the table's average rows per version,
+        // the next ones from what the previous range held.
+        let table_rows: u64 = raw_table
+            .snapshot()
+            .map_err(LakeError::delta(RAW.name))?
+            .log_data()
+            .iter()
+            .filter_map(|file| file.num_records())
+            .sum::<usize>() as u64;
+        let mut step = (self.max_rows_per_batch / (table_rows / (latest + 1)).max(1)).clamp(1, max_step);
         let mut from = first;
         while from <= latest {
             if self.max_batches.is_some_and(|limit| report.batches >= limit) {
