@@ -128,15 +128,16 @@ impl CassandraArgs {
 /// `sessionlake db init|reset`.
 pub async fn db(global: &GlobalArgs, args: &DbArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let (action, cassandra) = match &args.action {
-        DbAction::Init(cassandra) => ("init", cassandra),
-        DbAction::Reset(cassandra) => ("reset", cassandra),
+    let (action, cassandra, reset) = match &args.action {
+        DbAction::Init(cassandra) => ("init", cassandra, false),
+        DbAction::Reset(cassandra) => ("reset", cassandra, true),
     };
     let config = cassandra.config();
     let session = config.connect_with_retry(cassandra.patience(false)).await?;
-    match action {
-        "init" => sessionlake_serving::schema::init(&session, &config).await?,
-        _ => sessionlake_serving::schema::reset(&session, &config).await?,
+    if reset {
+        sessionlake_serving::schema::reset(&session, &config).await?;
+    } else {
+        sessionlake_serving::schema::init(&session, &config).await?;
     }
     let summary = serde_json::json!({
         "keyspace": config.keyspace,
