@@ -25,11 +25,6 @@ impl Retention {
         Self { now, horizon_micros: horizon.timestamp_micros() }
     }
 
-    /// The earliest event time still served, in microseconds.
-    pub fn horizon_micros(&self) -> i64 {
-        self.horizon_micros
-    }
-
     /// How long a row for an event at `event_micros` lives, in seconds:
     /// until one year after the event, at least one second, at most
     /// Cassandra's maximum. `None` when the event is older than the window.

@@ -12,7 +12,7 @@ mod progress;
 mod write;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use scylla::client::session::Session;
 use sessionlake_lake::Lake;
@@ -161,6 +161,3 @@ fn finish(mut report: ServeReport, started: Instant) -> ServeReport {
     report.rows_per_second = if report.seconds > 0.0 { rows / report.seconds } else { 0.0 };
     report
 }
-
-/// How long a batch (non-follow) run waits for an unavailable Cassandra by default.
-pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(300);
