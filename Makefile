@@ -12,10 +12,10 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit bench build-release clean-lake
+.PHONY: demo test lint unit bench bench-api build-release clean-lake
 
-## demo: build, start Cassandra, generate full-size data (or land SOURCE=url|file),
-## then ingest -> raw -> sessions -> serve (Cassandra keeps running: scripts/cassandra stop)
+## demo: build, start Cassandra, generate full-size data (or land SOURCE=url|file), run every stage, serve the API;
+## (Cassandra keeps running after Ctrl-C: scripts/cassandra stop)
 demo: build-release
 	scripts/cassandra start
 	@set -e; \
@@ -29,7 +29,9 @@ demo: build-release
 	$(BIN) --lake $(LAKE) sessions; \
 	$(BIN) db init; \
 	$(BIN) --lake $(LAKE) serve; \
-	echo "Cassandra keeps running for queries: scripts/cassandra cqlsh; stop it with: scripts/cassandra stop"
+	echo "Cassandra keeps running after the API stops: scripts/cassandra cqlsh; stop it with: scripts/cassandra stop"; \
+	echo "API: curl -s localhost:8000/models/started_sessions/IT/3 ; docs: http://127.0.0.1:8000/docs (Ctrl-C stops)"; \
+	$(BIN) --lake $(LAKE) api
 
 ## test: every check and every test (what CI runs)
 test: lint unit
@@ -47,6 +49,10 @@ unit:
 ## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 for 10x)
 bench: build-release
 	scripts/bench
+
+## bench-api: load test of the API (oha at 2000 req/s and full speed on both GETs; POST /events events/s)
+bench-api: build-release
+	scripts/bench-api
 
 build-release:
 	cargo build --release --quiet

@@ -49,7 +49,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "SESSIONLAKE_LOG",
-        default_value = "warn,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error,scylla=error"
+        default_value = "warn,tower_http::trace=info,sessionlake_api=info,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error,scylla=error"
     )]
     pub log: String,
 }
@@ -69,6 +69,8 @@ pub enum Command {
     Db(DbArgs),
     /// Stream new gold versions into the Cassandra serving tables.
     Serve(ServeArgs),
+    /// Serve the REST API (reads from Cassandra, POST /events into the raw table).
+    Api(ApiArgs),
 }
 
 /// `generate` options.
@@ -147,7 +149,7 @@ pub struct CassandraArgs {
     #[arg(long, env = "SESSIONLAKE_CASSANDRA_KEYSPACE", default_value = sessionlake_model::tables::cassandra::KEYSPACE)]
     pub keyspace: String,
     /// Replication of the keyspace when it is created (a CQL map).
-    #[arg(long, env = "SESSIONLAKE_CASSANDRA_REPLICATION", default_value = sessionlake_serving::CassandraConfig::DEFAULT_REPLICATION)]
+    #[arg(long, env = "SESSIONLAKE_CASSANDRA_REPLICATION", default_value = sessionlake_cassandra::CassandraConfig::DEFAULT_REPLICATION)]
     pub replication: String,
     /// Seconds a command waits for an unreachable Cassandra before giving up
     /// (`--follow` runs wait for ever).
@@ -196,4 +198,38 @@ pub struct ServeArgs {
     /// Stop after this many CQL requests, without recording progress (crash tests).
     #[arg(long, hide = true, env = "SESSIONLAKE_SERVE_STOP_AFTER_REQUESTS")]
     pub stop_after_requests: Option<u64>,
+}
+
+/// `api` options.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Where Cassandra is.
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
+    /// Address to listen on (`host:port`; port 0 picks a free one).
+    #[arg(long, env = "SESSIONLAKE_API_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: std::net::SocketAddr,
+    /// API keys, comma-separated; when any is set, every route but /health,
+    /// /ready, /docs and /openapi.json needs one in `X-API-Key`.
+    #[arg(long, env = "SESSIONLAKE_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// A file of API keys (one per line, or comma-separated), added to --api-keys.
+    #[arg(long, env = "SESSIONLAKE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Secret that signs page tokens; give every API process the same one
+    /// (random per process when unset: tokens then die with the process).
+    #[arg(long, env = "SESSIONLAKE_API_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "SESSIONLAKE_API_REQUEST_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub request_timeout_seconds: f64,
+    /// Seconds a Cassandra read may take.
+    #[arg(long, env = "SESSIONLAKE_API_READ_TIMEOUT_SECONDS", default_value_t = 2.0)]
+    pub read_timeout_seconds: f64,
+    /// Largest request body, in bytes (413 above).
+    #[arg(long, env = "SESSIONLAKE_API_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+    /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
+    pub shutdown_grace_seconds: f64,
 }

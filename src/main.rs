@@ -5,6 +5,7 @@
 //!  generate ──> file.jsonl.bz2 ──ingest──> landingzone/ ──raw──> r_session_events ──sessions──> uc_delta_session_events
 //!                                                              └──> r_session_events_rejected             │ serve
 //!                                          db init|reset ──> Cassandra session_events.{api_start_session_by_hour, api_completed_sessions}
+//!                                          api ──> REST: GET /models/... (Cassandra), POST /events ──> r_session_events
 //! ```
 
 mod commands;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
             Command::Sessions(args) => commands::sessions(&config.global, args).await,
             Command::Db(args) => commands::db(&config.global, args).await,
             Command::Serve(args) => commands::serve(&config.global, args).await,
+            Command::Api(args) => commands::api(&config.global, args).await,
         }
     });
     match outcome {

@@ -1,19 +1,41 @@
 //! One function per subcommand: build the stage from the configuration, run
 //! it, print its report.
 
+mod api;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use sessionlake_cassandra::CassandraConfig;
 use sessionlake_lake::Lake;
 use sessionlake_lake::landing::{Ingest, Source};
 use sessionlake_lake::raw::RawStage;
 use sessionlake_lake::sessions::SessionsStage;
 use sessionlake_model::Clock;
-use sessionlake_serving::CassandraConfig;
 use sessionlake_serving::serve::{ServeStage, WriteSettings};
 
 use crate::config::{CassandraArgs, DbAction, DbArgs, GenerateArgs, GlobalArgs, IngestArgs, ServeArgs, SessionsArgs};
 use crate::report;
+
+pub use api::api;
+
+/// Resolves on Ctrl-C or SIGTERM: every long-running command stops on either.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::mem::drop(interrupt.await),
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
 
 fn show_progress(global: &GlobalArgs) -> bool {
     !global.quiet && !global.json
@@ -88,7 +110,7 @@ pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
     // One Ctrl-C listener for the whole loop: a signal that arrives during a
     // run must not be lost. Dropping a run mid-MERGE is safe: a Delta commit
     // is atomic and carries its own progress marker.
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(shutdown_signal());
     loop {
         let outcome = tokio::select! {
             outcome = stage.run() => outcome.context("while folding raw versions into the sessions table")?,
@@ -135,9 +157,9 @@ pub async fn db(global: &GlobalArgs, args: &DbArgs) -> Result<()> {
     let config = cassandra.config();
     let session = config.connect_with_retry(cassandra.patience(false)).await?;
     if reset {
-        sessionlake_serving::schema::reset(&session, &config).await?;
+        sessionlake_cassandra::schema::reset(&session, &config).await?;
     } else {
-        sessionlake_serving::schema::init(&session, &config).await?;
+        sessionlake_cassandra::schema::init(&session, &config).await?;
     }
     let summary = serde_json::json!({
         "keyspace": config.keyspace,
@@ -163,7 +185,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         max_versions_per_range: args.max_versions_per_range,
         show_progress: show_progress(global) && !args.follow,
     };
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(shutdown_signal());
     let server = tokio::select! {
         server = stage.connect() => server.context("while connecting to Cassandra")?,
         _ = &mut interrupted => return Ok(()),

@@ -4,6 +4,8 @@
 //! outage of a Cassandra node of the test's own while `serve --follow` runs.
 //! Each test works in a keyspace of its own.
 
+/// `sessionlake api` over HTTP.
+mod api;
 mod support;
 
 use std::collections::HashSet;

@@ -92,13 +92,26 @@ async fn nothing_is_lost_when_cassandra_stops_during_serve_follow() {
         counts(&nodes, &keyspace).await == Some(first)
     })
     .await;
+    let api = ApiProcess::start(&lake.lake, &nodes, &keyspace, None);
+    api.wait_ready().await;
+    assert_eq!(api.get("/models/started_sessions/IT/24", None).await.0, 200);
 
     // Down: new gold versions pile up while the follower waits and retries.
     cassandra.script("stop");
     lake.add_file(1_500, 32);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(Duration::from_secs(20), "the API says it is not ready", || async {
+        api.get("/ready", None).await.0 == 503
+    })
+    .await;
+    let (status, body) = api.get("/models/started_sessions/IT/24", None).await;
+    assert_eq!(status, 503, "data routes say 503 while Cassandra is down: {body}");
+    assert_eq!(api.get("/health", None).await.0, 200);
 
     cassandra.script("start");
+    wait_until(Duration::from_secs(180), "the API is ready again by itself", || async {
+        api.get("/ready", None).await.0 == 200 && api.get("/models/started_sessions/IT/24", None).await.0 == 200
+    })
+    .await;
     let both = (lake.truth_sum("served_started_rows"), lake.truth_sum("served_completed_rows"));
     wait_until(Duration::from_secs(180), "both files are served", || async {
         counts(&nodes, &keyspace).await == Some(both)

@@ -254,3 +254,110 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Rows of the raw table.
+pub async fn raw_row_count(lake: &Path) -> u64 {
+    let batches =
+        sessionlake_lake::query::sql(&Lake::new(lake), "SELECT COUNT(*) AS n FROM r_session_events").await.unwrap();
+    let column = cast(batches[0].column(0), &DataType::Int64).unwrap();
+    column.as_primitive::<deltalake::arrow::datatypes::Int64Type>().value(0) as u64
+}
+
+/// A running `sessionlake api` on a free port; stopped (SIGTERM) when dropped.
+pub struct ApiProcess {
+    child: Option<std::process::Child>,
+    /// `http://host:port`.
+    pub base: String,
+    log: tempfile::NamedTempFile,
+    client: reqwest::Client,
+}
+
+impl ApiProcess {
+    /// Starts the API on `lake`, reading `keyspace` at `nodes`, with `keys`
+    /// (comma-separated) or none.
+    pub fn start(lake: &Path, nodes: &str, keyspace: &str, keys: Option<&str>) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut command =
+            sessionlake(lake, &["api", "--addr", "127.0.0.1:0", "--cassandra-nodes", nodes, "--keyspace", keyspace]);
+        command.env_remove("SESSIONLAKE_API_KEYS").env_remove("SESSIONLAKE_API_KEYS_FILE");
+        if let Some(keys) = keys {
+            command.env("SESSIONLAKE_API_KEYS", keys);
+        }
+        let child = command
+            .env("SESSIONLAKE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("the API starts");
+        let started = Instant::now();
+        let base = loop {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            if let Some(rest) = text.split("API listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the API did not start: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { child: Some(child), base, log, client: reqwest::Client::new() }
+    }
+
+    /// GET `path` (with an API key), as (status, JSON body or Null).
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        Self::answer(request.send().await.unwrap()).await
+    }
+
+    /// POST a JSON body to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        Self::answer(request.send().await.unwrap()).await
+    }
+
+    async fn answer(response: reqwest::Response) -> (u16, Value) {
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Waits until /ready says 200.
+    pub async fn wait_ready(&self) {
+        wait_until(Duration::from_secs(120), "the API is ready", || async { self.get("/ready", None).await.0 == 200 })
+            .await;
+    }
+
+    /// Stops the API with SIGTERM (graceful) and returns its log.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        std::fs::read_to_string(self.log.path()).unwrap()
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let started = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if started.elapsed() > Duration::from_secs(30) {
+                    let _ = child.kill();
+                    panic!("the API did not stop within 30 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

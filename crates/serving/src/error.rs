@@ -1,100 +1,18 @@
-//! The serving store's error type.
+//! The serve stage's error type: Cassandra or the lake.
 
-use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
+use sessionlake_cassandra::CassandraError;
 use sessionlake_lake::LakeError;
 
-/// Everything that can stop a serving-store operation.
+/// Everything that can stop the serve stage.
 #[derive(Debug, thiserror::Error)]
 pub enum ServingError {
-    /// A Cassandra setting is unusable (checked before connecting).
-    #[error("invalid Cassandra setting: {0}")]
-    Config(String),
-    /// No node could be reached (or logged into) in time.
-    #[error("connecting to Cassandra at {nodes}: {message}")]
-    Connect {
-        /// The contact points tried.
-        nodes: String,
-        /// The driver's last complaint.
-        message: String,
-    },
-    /// The nodes answered but refused the login.
-    #[error("logging in to Cassandra at {nodes}: {message} (check the user and password settings)")]
-    Login {
-        /// The contact points tried.
-        nodes: String,
-        /// The driver's complaint.
-        message: String,
-    },
-    /// A CQL request failed.
-    #[error("{what}: {message}")]
-    Cassandra {
-        /// What was being done.
-        what: String,
-        /// The driver's error, in one line.
-        message: String,
-        /// Whether retrying later may succeed (node down, timeout, overload).
-        transient: bool,
-    },
-    /// Reading the lake failed.
+    /// Cassandra refused or could not be reached.
+    #[error(transparent)]
+    Cassandra(#[from] CassandraError),
+    /// Reading the gold table failed.
     #[error(transparent)]
     Lake(#[from] LakeError),
 }
 
-/// The serving store's result type.
+/// The serve stage's result type.
 pub type Result<T, E = ServingError> = std::result::Result<T, E>;
-
-impl ServingError {
-    /// Wraps a failed request, classifying it as transient or not.
-    pub fn execution(what: impl Into<String>) -> impl FnOnce(ExecutionError) -> ServingError {
-        let what = what.into();
-        move |error| ServingError::Cassandra { what, transient: is_transient(&error), message: error.to_string() }
-    }
-
-    /// Wraps a failed prepare.
-    pub fn prepare(what: impl Into<String>) -> impl FnOnce(PrepareError) -> ServingError {
-        let what = what.into();
-        move |error| {
-            let transient = match &error {
-                PrepareError::AllAttemptsFailed { first_attempt } => attempt_is_transient(first_attempt),
-                _ => true,
-            };
-            ServingError::Cassandra { what, transient, message: error.to_string() }
-        }
-    }
-
-    /// Whether retrying later may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ServingError::Cassandra { transient: true, .. } | ServingError::Connect { .. })
-    }
-}
-
-/// Whether a failed request may succeed when retried later: the node was
-/// unreachable, overloaded, timing out or starting. Errors in the request
-/// itself (syntax, schema, permissions) are not.
-pub fn is_transient(error: &ExecutionError) -> bool {
-    match error {
-        ExecutionError::LastAttemptError(attempt) => attempt_is_transient(attempt),
-        ExecutionError::PrepareError(PrepareError::AllAttemptsFailed { first_attempt }) => {
-            attempt_is_transient(first_attempt)
-        }
-        ExecutionError::BadQuery(_) | ExecutionError::UseKeyspaceError(_) => false,
-        _ => true,
-    }
-}
-
-fn attempt_is_transient(attempt: &RequestAttemptError) -> bool {
-    match attempt {
-        RequestAttemptError::DbError(db, _) => !matches!(
-            db,
-            DbError::SyntaxError
-                | DbError::Invalid
-                | DbError::AlreadyExists { .. }
-                | DbError::FunctionFailure { .. }
-                | DbError::AuthenticationError
-                | DbError::Unauthorized
-                | DbError::ConfigError
-        ),
-        RequestAttemptError::SerializationError(_) | RequestAttemptError::CqlRequestSerialization(_) => false,
-        _ => true,
-    }
-}

@@ -8,17 +8,14 @@
 //!  keyspace session_events: api_start_session_by_hour, api_completed_sessions (+ serve_progress)
 //! ```
 //!
-//! [`cassandra`] holds the connection settings, [`schema`] the tables,
-//! [`rows`] the mapping from a gold session to serving rows, and [`serve`]
+//! Connecting, the schema and the reads live in `sessionlake-cassandra`
+//! (no Delta Lake there, so the API does not link DataFusion). Here,
+//! [`rows`] is the mapping from a gold session to serving rows, and [`serve`]
 //! the stage that keeps Cassandra in step with the lake, exactly once in
 //! effect: rows first, progress after, every write an idempotent upsert.
 
-pub mod cassandra;
 pub mod error;
-pub mod retry;
 pub mod rows;
-pub mod schema;
 pub mod serve;
 
-pub use cassandra::CassandraConfig;
 pub use error::{Result, ServingError};

@@ -18,21 +18,31 @@
 //! not one per date: each lookup replays the Delta log.) Debug runs merge a
 //! slice of dates and record no marker; the MERGE being insert-only, a later
 //! full run merges those dates again without duplicating anything.
+//!
+//! [`live`] writes the same table from `POST /events`, many requests per
+//! commit, with the same identity (EVENT_DATE + UNIQUE_ID_ROW). Both re-run
+//! a MERGE that loses a commit race (`merge_new_rows`), so they can run
+//! at the same time.
 
 mod batch;
+pub mod live;
 pub mod read;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
-use deltalake::DeltaTable;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::logical_expr::Expr;
 use deltalake::datafusion::prelude::{SessionContext, lit};
 use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::kernel::transaction::TransactionError;
+use deltalake::operations::merge::MergeMetrics;
+use deltalake::{DeltaTable, DeltaTableError};
 use sessionlake_model::tables::raw as columns;
 use sessionlake_model::time::date_of_day;
 use sessionlake_model::{Event, RejectReason};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::{LakeError, Result};
 use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
@@ -42,6 +52,7 @@ use crate::schema::{RAW, REJECTED};
 use crate::{progress, txn};
 
 pub use batch::raw_batch;
+pub use live::{Appended, LiveIngest, LiveReport, LiveSettings, LiveStats};
 
 /// Event dates processed in debug mode (1-based positions among a file's
 /// sorted dates), like the reference's debug flag.
@@ -208,10 +219,14 @@ impl FileMarkers {
 
 /// Keeps the first of events sharing an identity (kind + session), in file
 /// order: a repeated line is a duplicate, not a second event.
-fn first_of_each(events: &[Event]) -> Vec<Event> {
+pub(crate) fn first_of_each(events: &[Event]) -> Vec<Event> {
     let mut seen = HashSet::with_capacity(events.len());
     events.iter().filter(|event| seen.insert((event.kind, event.session_id))).copied().collect()
 }
+
+/// How many times a raw MERGE is re-run after losing a commit race to
+/// another writer (live ingest, a compaction, another raw run).
+const MERGE_CONFLICT_RETRIES: u32 = 10;
 
 /// MERGEs one event date's events, inserting those not in the date's
 /// partition yet. Returns the new table and the rows inserted.
@@ -223,23 +238,12 @@ async fn merge_date(
 ) -> Result<(DeltaTable, u64)> {
     let distinct = first_of_each(events);
     let batch = raw_batch(&distinct, chrono::Utc::now())?;
-    let context = SessionContext::new();
-    let source_frame = context.read_batch(batch).map_err(LakeError::query(RAW.name))?;
-    let date = lit(ScalarValue::Date32(Some(day)));
     // The date literal on the target side is what prunes the scan to one
     // partition; an event's date is part of its identity here, since the
     // same event always carries the same ts.
-    let predicate =
-        target(columns::EVENT_DATE).eq(date).and(target(columns::UNIQUE_ID_ROW).eq(source(columns::UNIQUE_ID_ROW)));
-    let (table, metrics) = table
-        .merge(source_frame, predicate)
-        .with_source_alias(SOURCE)
-        .with_target_alias(TARGET)
-        .with_commit_properties(txn::commit_with(markers))
-        .when_not_matched_insert(|insert| insert_every_column(&RAW, insert))
-        .map_err(LakeError::delta(RAW.name))?
-        .await
-        .map_err(LakeError::delta(RAW.name))?;
+    let date_condition = target(columns::EVENT_DATE).eq(lit(ScalarValue::Date32(Some(day))));
+    let merged = merge_new_rows(table, batch, date_condition, markers, MERGE_CONFLICT_RETRIES).await?;
+    let metrics = &merged.metrics;
     info!(
         date = %date_of_day(day),
         source_rows = metrics.num_source_rows,
@@ -247,10 +251,75 @@ async fn merge_date(
         files_scanned = metrics.num_target_files_scanned,
         files_skipped = metrics.num_target_files_skipped_during_scan,
         rows_copied = metrics.num_target_rows_copied,
+        conflicts_retried = merged.conflicts_retried,
         ms = metrics.execution_time_ms,
         "merged raw micro-batch"
     );
-    Ok((table, metrics.num_target_rows_inserted as u64))
+    Ok((merged.table, metrics.num_target_rows_inserted as u64))
+}
+
+/// What one insert-only MERGE into the raw table did.
+pub(crate) struct MergedRows {
+    /// The table after the MERGE (at its commit, or at the version read when
+    /// nothing was new and no commit was made).
+    pub(crate) table: DeltaTable,
+    /// delta-rs's metrics of the attempt that committed.
+    pub(crate) metrics: MergeMetrics,
+    /// Attempts lost to a concurrent commit and re-run.
+    pub(crate) conflicts_retried: u32,
+}
+
+/// MERGEs `batch` (rows distinct by EVENT_DATE + UNIQUE_ID_ROW) into the raw
+/// table, inserting the rows whose UNIQUE_ID_ROW is not yet in the target
+/// rows `date_condition` selects, with `markers` in the same commit.
+///
+/// A commit conflict (another writer added files to a partition this MERGE
+/// read) reloads the table and runs the MERGE again, up to
+/// `max_conflict_retries` times: the MERGE being insert-only and its
+/// markers absolute, a re-run never duplicates a row.
+pub(crate) async fn merge_new_rows(
+    mut table: DeltaTable,
+    batch: RecordBatch,
+    date_condition: Expr,
+    markers: Vec<(String, i64)>,
+    max_conflict_retries: u32,
+) -> Result<MergedRows> {
+    let predicate = date_condition.and(target(columns::UNIQUE_ID_ROW).eq(source(columns::UNIQUE_ID_ROW)));
+    let context = SessionContext::new();
+    let mut conflicts_retried = 0;
+    loop {
+        let source_frame = context.read_batch(batch.clone()).map_err(LakeError::query(RAW.name))?;
+        let attempt = table
+            .clone()
+            .merge(source_frame, predicate.clone())
+            .with_source_alias(SOURCE)
+            .with_target_alias(TARGET)
+            .with_commit_properties(txn::commit_with(markers.clone()))
+            .when_not_matched_insert(|insert| insert_every_column(&RAW, insert))
+            .map_err(LakeError::delta(RAW.name))?
+            .await;
+        match attempt {
+            Ok((table, metrics)) => return Ok(MergedRows { table, metrics, conflicts_retried }),
+            Err(error) if is_commit_conflict(&error) && conflicts_retried < max_conflict_retries => {
+                conflicts_retried += 1;
+                warn!(retry = conflicts_retried, reason = %error, "raw merge lost a commit race; reloading and merging again");
+                table.update_state().await.map_err(LakeError::delta(RAW.name))?;
+            }
+            Err(error) => return Err(LakeError::delta(RAW.name)(error)),
+        }
+    }
+}
+
+/// Whether `error` means another writer committed first in a way this
+/// operation must see: reloading and running it again can succeed.
+pub(crate) fn is_commit_conflict(error: &DeltaTableError) -> bool {
+    matches!(
+        error,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
+            }
+    )
 }
 
 /// Reason codes as report keys.

@@ -3,10 +3,12 @@
 //! - `pipeline`: generate → ingest → raw → sessions equals the generator's truth
 //! - `incremental`: re-runs, crashes between commits, out-of-order arrival
 //! - `landing`: copying and downloading (local HTTP server), and their errors
+//! - `live`: live ingest (`POST /events`): group commit, retries, compaction, shutdown
 //! - `tables`: the tables are plain Delta Lake any reader accepts
 
 mod incremental;
 mod landing;
+mod live;
 mod pipeline;
 mod tables;
 mod util;

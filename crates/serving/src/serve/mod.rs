@@ -21,11 +21,10 @@ use sessionlake_lake::sessions::SessionFeed;
 use sessionlake_model::Clock;
 use tracing::info;
 
-use crate::cassandra::CassandraConfig;
 use crate::error::Result;
-use crate::retry::retry_transient;
 use crate::rows::{Retention, rows_for};
-use crate::schema;
+use sessionlake_cassandra::retry::retry_transient;
+use sessionlake_cassandra::{CassandraConfig, schema};
 
 pub use progress::ProgressStore;
 pub use write::{WriteOutcome, WriteSettings, Writer};

@@ -11,7 +11,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 use sessionlake_model::tables::cassandra::PROGRESS_TABLE;
 
-use crate::error::{Result, ServingError};
+use sessionlake_cassandra::{CassandraError, Result};
 
 /// Reads and writes `serve_progress`.
 #[derive(Debug, Clone)]
@@ -28,13 +28,13 @@ impl ProgressStore {
         let load = session
             .prepare(format!("SELECT gold_version FROM {keyspace}.{PROGRESS_TABLE} WHERE gold_table_id = ?"))
             .await
-            .map_err(ServingError::prepare(what()))?;
+            .map_err(CassandraError::prepare(what()))?;
         let mut save = session
             .prepare(format!(
                 "INSERT INTO {keyspace}.{PROGRESS_TABLE} (gold_table_id, gold_version, updated_at) VALUES (?, ?, ?)"
             ))
             .await
-            .map_err(ServingError::prepare(what()))?;
+            .map_err(CassandraError::prepare(what()))?;
         save.set_is_idempotent(true);
         Ok(Self { session, load, save })
     }
@@ -46,13 +46,13 @@ impl ProgressStore {
             .session
             .execute_unpaged(&self.load, (gold_table_id,))
             .await
-            .map_err(ServingError::execution(what()))?;
-        let rows = result.into_rows_result().map_err(|error| ServingError::Cassandra {
+            .map_err(CassandraError::execution(what()))?;
+        let rows = result.into_rows_result().map_err(|error| CassandraError::Cassandra {
             what: what(),
             message: error.to_string(),
             transient: false,
         })?;
-        let row = rows.maybe_first_row::<(Option<i64>,)>().map_err(|error| ServingError::Cassandra {
+        let row = rows.maybe_first_row::<(Option<i64>,)>().map_err(|error| CassandraError::Cassandra {
             what: what(),
             message: error.to_string(),
             transient: false,
@@ -66,7 +66,7 @@ impl ProgressStore {
         self.session
             .execute_unpaged(&self.save, (gold_table_id, version, now))
             .await
-            .map_err(ServingError::execution(format!("writing {PROGRESS_TABLE}")))?;
+            .map_err(CassandraError::execution(format!("writing {PROGRESS_TABLE}")))?;
         Ok(())
     }
 }

@@ -17,9 +17,9 @@ use scylla::value::{CqlTimestamp, MaybeUnset};
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 use tracing::warn;
 
-use crate::error::{Result, ServingError};
-use crate::retry::Backoff;
 use crate::rows::{CompletedRow, StartedRow};
+use sessionlake_cassandra::retry::Backoff;
+use sessionlake_cassandra::{CassandraError, Result};
 
 /// How writes are issued.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +81,7 @@ impl Writer {
                  VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"
             ))
             .await
-            .map_err(ServingError::prepare(format!("preparing the insert into {STARTED_TABLE}")))?;
+            .map_err(CassandraError::prepare(format!("preparing the insert into {STARTED_TABLE}")))?;
         let mut completed = session
             .prepare(format!(
                 "INSERT INTO {keyspace}.{COMPLETED_TABLE} \
@@ -89,7 +89,7 @@ impl Writer {
                  VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
             ))
             .await
-            .map_err(ServingError::prepare(format!("preparing the insert into {COMPLETED_TABLE}")))?;
+            .map_err(CassandraError::prepare(format!("preparing the insert into {COMPLETED_TABLE}")))?;
         started.set_is_idempotent(true);
         completed.set_is_idempotent(true);
         Ok(Self { session, started, completed, settings, requests_done: Arc::default() })
@@ -183,7 +183,7 @@ impl Writer {
         let what = || format!("writing to {table}");
         if values.len() == 1 {
             let row = values.pop().expect("one row");
-            self.session.execute_unpaged(statement, row).await.map_err(ServingError::execution(what()))?;
+            self.session.execute_unpaged(statement, row).await.map_err(CassandraError::execution(what()))?;
             return Ok(());
         }
         let mut batch = Batch::new(BatchType::Unlogged);
@@ -191,7 +191,7 @@ impl Writer {
             batch.append_statement(statement.clone());
         }
         batch.set_is_idempotent(true);
-        self.session.batch(&batch, values).await.map_err(ServingError::execution(what()))?;
+        self.session.batch(&batch, values).await.map_err(CassandraError::execution(what()))?;
         Ok(())
     }
 }

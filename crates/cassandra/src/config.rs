@@ -8,7 +8,7 @@ use std::time::Duration;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
-use crate::error::{Result, ServingError};
+use crate::error::{CassandraError, Result};
 use crate::retry::retry_transient;
 
 /// How to reach the serving store.
@@ -48,13 +48,13 @@ impl CassandraConfig {
     /// and the replication map cannot be bound as values).
     pub fn validate(&self) -> Result<()> {
         if self.nodes.is_empty() || self.nodes.iter().any(|node| node.trim().is_empty()) {
-            return Err(ServingError::Config("at least one Cassandra node (host:port) is needed".into()));
+            return Err(CassandraError::Config("at least one Cassandra node (host:port) is needed".into()));
         }
         let keyspace_ok = self.keyspace.len() <= 48
             && self.keyspace.starts_with(|c: char| c.is_ascii_alphabetic())
             && self.keyspace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !keyspace_ok {
-            return Err(ServingError::Config(format!(
+            return Err(CassandraError::Config(format!(
                 "keyspace {:?} must be 1 to 48 letters, digits or underscores, starting with a letter",
                 self.keyspace
             )));
@@ -64,7 +64,7 @@ impl CassandraConfig {
             && replication.ends_with('}')
             && replication.chars().all(|c| c.is_ascii_alphanumeric() || " _-.:,'{}".contains(c));
         if !replication_ok {
-            return Err(ServingError::Config(format!(
+            return Err(CassandraError::Config(format!(
                 "replication {:?} must be a CQL map such as {}",
                 self.replication,
                 Self::DEFAULT_REPLICATION
@@ -90,9 +90,9 @@ impl CassandraConfig {
             .map_err(|error| {
                 let message = error.to_string();
                 if is_login_failure(&message) {
-                    ServingError::Login { nodes: self.nodes_text(), message }
+                    CassandraError::Login { nodes: self.nodes_text(), message }
                 } else {
-                    ServingError::Connect { nodes: self.nodes_text(), message }
+                    CassandraError::Connect { nodes: self.nodes_text(), message }
                 }
             })?;
         Ok(Arc::new(session))

@@ -14,8 +14,8 @@ use scylla::client::session::Session;
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, PROGRESS_TABLE, STARTED_TABLE};
 use tracing::info;
 
-use crate::cassandra::CassandraConfig;
-use crate::error::{Result, ServingError};
+use crate::config::CassandraConfig;
+use crate::error::{CassandraError, Result};
 
 /// The CQL that creates the keyspace and tables, if missing, in order.
 pub fn create_statements(config: &CassandraConfig) -> Vec<String> {
@@ -53,7 +53,7 @@ pub async fn init(session: &Session, config: &CassandraConfig) -> Result<()> {
         session
             .query_unpaged(statement.as_str(), ())
             .await
-            .map_err(ServingError::execution(format!("creating the schema of keyspace {}", config.keyspace)))?;
+            .map_err(CassandraError::execution(format!("creating the schema of keyspace {}", config.keyspace)))?;
     }
     info!(keyspace = %config.keyspace, "serving schema ready");
     Ok(())
@@ -68,7 +68,7 @@ pub async fn reset(session: &Session, config: &CassandraConfig) -> Result<()> {
         session
             .query_unpaged(statement.as_str(), ())
             .await
-            .map_err(ServingError::execution(format!("dropping {}.{table}", config.keyspace)))?;
+            .map_err(CassandraError::execution(format!("dropping {}.{table}", config.keyspace)))?;
     }
     init(session, config).await
 }

@@ -1,0 +1,41 @@
+//! Connecting to Cassandra in the background: the API starts at once, says
+//! 503 on /ready and the data routes until the reads are prepared, and
+//! keeps retrying with backoff meanwhile (a node that is down, or a schema
+//! not created yet, are both waited out).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessionlake_cassandra::CassandraConfig;
+use sessionlake_cassandra::read::SessionReader;
+use sessionlake_cassandra::retry::Backoff;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::state::AppState;
+
+/// Connects and prepares the reads, retrying until it succeeds, then
+/// installs the reader in `state`.
+pub fn connect_in_background(state: AppState, config: CassandraConfig, read_timeout: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        loop {
+            let attempt = async {
+                let session = config.connect().await?;
+                SessionReader::prepare(session, &config.keyspace, read_timeout).await
+            };
+            match attempt.await {
+                Ok(reader) => {
+                    info!(nodes = %config.nodes_text(), keyspace = %config.keyspace, "Cassandra connected; API ready");
+                    state.set_store(Arc::new(reader));
+                    return;
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    warn!("Cassandra not ready for the API ({error}); retrying in {delay:.1?}");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,110 @@
+//! sessionlake's REST API: the reference's endpoints over the Cassandra
+//! serving tables, with paging, API keys, OpenAPI docs, metrics, and live
+//! event ingest into the lake.
+//!
+//! ```text
+//!  client ──HTTP──> metrics ─> request log ─> API key ─> timeout ─> routes
+//!                                                                  │
+//!     GET /models/...  ──> store::SessionStore (Cassandra reads, paged) ─┤
+//!     POST /events     ──> store::EventSink    (group commit to r_session_events)
+//!     /health /ready /metrics /docs /openapi.json
+//! ```
+//!
+//! The API owns the two traits it needs from outside ([`store`]), so its
+//! tests can run without Cassandra or Delta Lake; the binary plugs in the
+//! real ones. [`serve`] runs the router on a listener until a shutdown
+//! future resolves, letting requests in flight finish.
+
+pub mod auth;
+pub mod connect;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod paging;
+pub mod routes;
+pub mod state;
+pub mod store;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use auth::ApiKeys;
+pub use error::{ApiError, Detail};
+pub use paging::TokenSigner;
+pub use state::{ApiSettings, AppState};
+
+/// The whole application: routes, docs, and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let (routes, api) = api_routes().split_for_parts();
+    let max_body = state.settings().max_body_bytes;
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
+        })
+        // Innermost first: each `layer` wraps what is above it.
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::record))
+        .with_state(state)
+}
+
+/// The documented routes (the OpenAPI document is generated from them).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(routes::health::health))
+        .routes(routes!(routes::health::ready))
+        .routes(routes!(routes::health::metrics))
+        .routes(routes!(routes::sessions::completed_sessions))
+        .routes(routes!(routes::sessions::started_sessions))
+        .routes(routes!(routes::events::post_events))
+}
+
+/// The OpenAPI document.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// Middleware: answers 503 when a request takes longer than the timeout.
+async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit: Duration = state.settings().request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(format!("the request took longer than {limit:?}; retry")).into_response(),
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; requests in
+/// flight are finished first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

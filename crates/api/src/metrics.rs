@@ -1,0 +1,111 @@
+//! `/metrics` in the Prometheus text format: requests and latency per
+//! route, events accepted and rejected, commit latency, Cassandra state.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+use crate::state::AppState;
+
+/// The API's metrics, in their own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    /// Events committed through `POST /events`.
+    pub events_accepted: IntCounter,
+    /// Events refused by `POST /events` validation.
+    pub events_rejected: IntCounter,
+    /// Seconds from receiving a valid batch to its durable commit.
+    pub commit_seconds: Histogram,
+    /// 1 once Cassandra is connected and the reads are prepared.
+    pub cassandra_connected: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("sessionlake_http_requests_total", "HTTP requests answered, by route, method and status"),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "sessionlake_http_request_duration_seconds",
+                "HTTP request latency, by route and method",
+            )
+            .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let events_accepted =
+            IntCounter::new("sessionlake_events_accepted_total", "events committed through POST /events")
+                .expect("valid metric");
+        let events_rejected =
+            IntCounter::new("sessionlake_events_rejected_total", "events refused by POST /events validation")
+                .expect("valid metric");
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "sessionlake_event_commit_seconds",
+                "seconds from a valid POST /events batch to its durable commit",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .expect("valid metric");
+        let cassandra_connected =
+            IntGauge::new("sessionlake_cassandra_connected", "1 once Cassandra is connected").expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(events_accepted.clone()),
+            Box::new(events_rejected.clone()),
+            Box::new(commit_seconds.clone()),
+            Box::new(cassandra_connected.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Self { registry, requests, latency, events_accepted, events_rejected, commit_seconds, cassandra_connected }
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer).expect("text encoding cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+/// Middleware: counts and times every request under its route template
+/// (`/models/completed-sessions/{player_id}`, not the player's id).
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| route_group(request.uri().path()), |path| path.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let response = next.run(request).await;
+    let metrics = state.metrics();
+    metrics.latency.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+    metrics.requests.with_label_values(&[&route, &method, response.status().as_str()]).inc();
+    response
+}
+
+/// A bounded label for a path no route matched (keeps label values few).
+fn route_group(path: &str) -> String {
+    if path == "/docs" || path.starts_with("/docs/") { "/docs".into() } else { "unmatched".into() }
+}

@@ -1,0 +1,5 @@
+//! The handlers, one module per concern.
+
+pub mod events;
+pub mod health;
+pub mod sessions;

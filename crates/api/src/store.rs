@@ -1,0 +1,91 @@
+//! What the API needs from the outside, as traits it owns: a store to read
+//! sessions from (Cassandra in production) and a sink to commit posted
+//! events to (the raw Delta table). Tests plug in their own; the API crate
+//! never links Delta Lake.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sessionlake_cassandra::read::{Cursor, Page, SessionReader, StartedWindow};
+use sessionlake_model::Event;
+
+/// A failure of the store or the sink: the request cannot be served now.
+/// The message is for the log, never for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+/// Reads served sessions.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Succeeds when the store answers.
+    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>>;
+    /// A page of a player's last completed sessions, newest first.
+    fn completed(
+        &self,
+        player_id: String,
+        cursor: Option<Cursor>,
+        page_size: usize,
+    ) -> BoxFuture<'_, Result<Page, Unavailable>>;
+    /// A page of the sessions started in a window, newest first.
+    fn started(
+        &self,
+        window: StartedWindow,
+        cursor: Option<Cursor>,
+        page_size: usize,
+    ) -> BoxFuture<'_, Result<Page, Unavailable>>;
+}
+
+/// What a sink reports for a committed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The raw table version holding the events.
+    pub raw_version: i64,
+}
+
+/// Commits posted events durably.
+pub trait EventSink: Send + Sync + 'static {
+    /// Returns once the events are durably committed (idempotent: the same
+    /// events again change nothing).
+    fn append(&self, events: Vec<Event>) -> BoxFuture<'_, Result<Committed, Unavailable>>;
+}
+
+impl SessionStore for SessionReader {
+    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>> {
+        async move { SessionReader::ping(self).await.map_err(|error| Unavailable(error.to_string())) }.boxed()
+    }
+
+    fn completed(
+        &self,
+        player_id: String,
+        cursor: Option<Cursor>,
+        page_size: usize,
+    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
+        async move {
+            SessionReader::completed(self, &player_id, cursor, page_size)
+                .await
+                .map_err(|error| Unavailable(error.to_string()))
+        }
+        .boxed()
+    }
+
+    fn started(
+        &self,
+        window: StartedWindow,
+        cursor: Option<Cursor>,
+        page_size: usize,
+    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
+        async move {
+            SessionReader::started(self, &window, cursor, page_size)
+                .await
+                .map_err(|error| Unavailable(error.to_string()))
+        }
+        .boxed()
+    }
+}
+
+/// A shared store.
+pub type SharedStore = Arc<dyn SessionStore>;
+
+/// A shared sink.
+pub type SharedSink = Arc<dyn EventSink>;

@@ -1,0 +1,98 @@
+//! Background compaction of the partitions live commits touched: each
+//! live commit adds one small file per date, which would make every later
+//! scan of the raw table slower.
+//!
+//! OPTIMIZE writes `dataChange = false` actions: readers of the change data
+//! feed (the sessions stage) see no rows from it, and MERGEs that only read
+//! the files it replaced are not failed by it. A live MERGE that read a
+//! partition the compaction rewrote does conflict (the compacted file is new
+//! in a partition it read) and is re-run by the committer.
+
+use std::collections::BTreeSet;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deltalake::operations::optimize::Metrics;
+use deltalake::{FilterOp, FilterValue};
+use sessionlake_model::tables::raw as columns;
+use sessionlake_model::time::date_of_day;
+use tracing::{info, warn};
+
+use super::stats::Counters;
+use crate::error::{LakeError, Result};
+use crate::lake::Lake;
+use crate::raw::is_commit_conflict;
+use crate::schema::RAW;
+
+/// How a compaction ended.
+pub(super) struct CompactionOutcome {
+    /// The dates it was asked to compact.
+    pub(super) dates: BTreeSet<i32>,
+    /// False when it failed: the dates should be compacted again later.
+    pub(super) succeeded: bool,
+}
+
+/// Compacts the raw table's partitions of `dates` into files of about
+/// `target_size` bytes. Never fails a request: errors are logged and
+/// counted, and the caller tries the dates again later.
+pub(super) async fn compact(
+    lake: Lake,
+    dates: BTreeSet<i32>,
+    target_size: u64,
+    max_conflict_retries: u32,
+    counters: Arc<Counters>,
+) -> CompactionOutcome {
+    let started = Instant::now();
+    match optimize_dates(&lake, &dates, target_size, max_conflict_retries).await {
+        Ok((metrics, conflicts_retried)) => {
+            info!(
+                dates = dates.len(),
+                files_removed = metrics.num_files_removed,
+                files_added = metrics.num_files_added,
+                partitions = metrics.partitions_optimized,
+                conflicts_retried,
+                ms = started.elapsed().as_millis() as u64,
+                "compacted live partitions"
+            );
+            Counters::add(&counters.compactions, 1u64);
+            Counters::add(&counters.files_compacted, metrics.num_files_removed);
+            Counters::add(&counters.files_written_by_compaction, metrics.num_files_added);
+            CompactionOutcome { dates, succeeded: true }
+        }
+        Err(error) => {
+            warn!(dates = dates.len(), error = %error, "compaction failed; its dates are compacted next time");
+            Counters::add(&counters.compaction_failures, 1u64);
+            CompactionOutcome { dates, succeeded: false }
+        }
+    }
+}
+
+/// OPTIMIZE (bin-packing) of the partitions of `dates`, on a freshly opened
+/// table, again on a commit conflict.
+async fn optimize_dates(
+    lake: &Lake,
+    dates: &BTreeSet<i32>,
+    target_size: u64,
+    max_conflict_retries: u32,
+) -> Result<(Metrics, u32)> {
+    let date_texts: Vec<String> = dates.iter().map(|&day| date_of_day(day).to_string()).collect();
+    let filters =
+        [(columns::EVENT_DATE, FilterOp::In, FilterValue::Set(date_texts.iter().map(String::as_str).collect()))];
+    let target_size = NonZeroU64::new(target_size).unwrap_or(NonZeroU64::MIN);
+    let mut conflicts_retried = 0;
+    loop {
+        let table = lake.open(&RAW).await?.ok_or_else(|| LakeError::Unexpected {
+            table: RAW.name,
+            message: "the table to compact does not exist".to_string(),
+        })?;
+        match table.optimize().with_filters(&filters).with_target_size(target_size).await {
+            Ok((_, metrics)) => return Ok((metrics, conflicts_retried)),
+            Err(error) if is_commit_conflict(&error) && conflicts_retried < max_conflict_retries => {
+                conflicts_retried += 1;
+                warn!(retry = conflicts_retried, reason = %error, "compaction lost a commit race; trying again");
+            }
+            Err(error) => return Err(LakeError::delta(RAW.name)(error)),
+        }
+    }
+}
