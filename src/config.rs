@@ -71,6 +71,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve the REST API (reads from Cassandra, POST /events into the raw table).
     Api(ApiArgs),
+    /// Run ad-hoc SQL over the lake tables (r_session_events, r_session_events_rejected, uc_delta_session_events).
+    Sql(SqlArgs),
 }
 
 /// `generate` options.
@@ -232,4 +234,31 @@ pub struct ApiArgs {
     /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
     pub shutdown_grace_seconds: f64,
+}
+
+/// `sql` options.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The statement (DataFusion SQL; quote upper-case columns: "EVENT_DATE").
+    pub statement: String,
+    /// Output: an aligned table, CSV, or a JSON array (`--json` implies json).
+    #[arg(long, env = "SESSIONLAKE_SQL_FORMAT", value_enum, default_value_t = SqlFormat::Table)]
+    pub format: SqlFormat,
+    /// Time travel: read this table at `--version`.
+    #[arg(long, requires = "version")]
+    pub table: Option<String>,
+    /// Time travel: the Delta version of `--table` to read.
+    #[arg(long, requires = "table")]
+    pub version: Option<u64>,
+}
+
+/// How `sql` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON array of objects.
+    Json,
 }

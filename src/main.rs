@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             Command::Db(args) => commands::db(&config.global, args).await,
             Command::Serve(args) => commands::serve(&config.global, args).await,
             Command::Api(args) => commands::api(&config.global, args).await,
+            Command::Sql(args) => commands::sql(&config.global, args).await,
         }
     });
     match outcome {

@@ -78,6 +78,32 @@ fn chain_reports_match_the_truth() {
 
     let again = report(&sessionlake(&lake, &["raw"]));
     assert_eq!((again["inserted"].as_u64(), again["files_skipped"].as_u64()), (Some(0), Some(1)));
+
+    // Ad-hoc SQL: one COUNT(*) per table equals the truth; time travel to
+    // the raw table's first version (created empty) counts nothing.
+    let count = |table: &str, extra: &[&str]| {
+        let statement = format!("SELECT COUNT(*) AS n FROM {table}");
+        let mut args = vec!["sql", statement.as_str()];
+        args.extend_from_slice(extra);
+        report(&sessionlake(&lake, &args))[0]["n"].clone()
+    };
+    assert_eq!(count("r_session_events", &[]), truth["raw_rows"]);
+    assert_eq!(count("r_session_events_rejected", &[]), truth["rejected_rows"]);
+    assert_eq!(count("uc_delta_session_events", &[]), truth["sessions"]);
+    assert_eq!(count("r_session_events", &["--table", "r_session_events", "--version", "0"]), 0);
+    let table = Command::new(env!("CARGO_BIN_EXE_sessionlake"))
+        .arg("--lake")
+        .arg(&lake)
+        .args(["sql", "SELECT COUNT(*) AS n FROM uc_delta_session_events"])
+        .env_remove("SESSIONLAKE_JSON")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains(&format!("| {}", truth["sessions"])), "an aligned table");
+    assert_one_line_failure(&sessionlake(&lake, &["sql", "SELECT * FROM nowhere"]), "nowhere");
+    assert_one_line_failure(
+        &sessionlake(&lake, &["sql", "SELECT 1", "--table", "r_session_events", "--version", "999"]),
+        "no version 999",
+    );
 }
 
 fn assert_one_line_failure(output: &Output, needle: &str) {

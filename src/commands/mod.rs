@@ -2,6 +2,7 @@
 //! it, print its report.
 
 mod api;
+mod sql;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::config::{CassandraArgs, DbAction, DbArgs, GenerateArgs, GlobalArgs, I
 use crate::report;
 
 pub use api::api;
+pub use sql::sql;
 
 /// Resolves on Ctrl-C or SIGTERM: every long-running command stops on either.
 pub async fn shutdown_signal() {

@@ -13,21 +13,60 @@ use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use crate::schema::{RAW, REJECTED, SESSIONS};
 
+/// One table read as of an older version (time travel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsOf {
+    /// The table's name (`r_session_events`, `r_session_events_rejected`,
+    /// `uc_delta_session_events`).
+    pub table: String,
+    /// The Delta version to read.
+    pub version: u64,
+}
+
 /// A context where each table of the lake that exists is registered.
 pub async fn session_context(lake: &Lake) -> Result<SessionContext> {
+    session_context_as_of(lake, None).await
+}
+
+/// Like [`session_context`], with `as_of`'s table at its older version.
+pub async fn session_context_as_of(lake: &Lake, as_of: Option<&AsOf>) -> Result<SessionContext> {
+    let specs = [RAW, REJECTED, SESSIONS];
+    if let Some(as_of) = as_of
+        && !specs.iter().any(|spec| spec.name == as_of.table)
+    {
+        let names: Vec<&str> = specs.iter().map(|spec| spec.name).collect();
+        return Err(LakeError::Unexpected {
+            table: "sql",
+            message: format!("no table {:?} to time-travel (tables: {})", as_of.table, names.join(", ")),
+        });
+    }
     let context = create_session().into_inner();
-    for spec in [RAW, REJECTED, SESSIONS] {
-        if let Some(table) = lake.open(&spec).await? {
-            let provider = table.table_provider().await.map_err(LakeError::query(spec.name))?;
-            context.register_table(spec.name, provider).map_err(LakeError::query(spec.name))?;
+    for spec in specs {
+        let Some(mut table) = lake.open(&spec).await? else { continue };
+        if let Some(as_of) = as_of.filter(|as_of| as_of.table == spec.name) {
+            let latest = table.version().unwrap_or(0);
+            if as_of.version > latest {
+                return Err(LakeError::Unexpected {
+                    table: spec.name,
+                    message: format!("no version {} (versions 0 to {latest})", as_of.version),
+                });
+            }
+            table.load_version(as_of.version).await.map_err(LakeError::delta(spec.name))?;
         }
+        let provider = table.table_provider().await.map_err(LakeError::query(spec.name))?;
+        context.register_table(spec.name, provider).map_err(LakeError::query(spec.name))?;
     }
     Ok(context)
 }
 
 /// Runs one SQL statement over the lake and collects the result.
 pub async fn sql(lake: &Lake, statement: &str) -> Result<Vec<RecordBatch>> {
-    let context = session_context(lake).await?;
+    sql_as_of(lake, statement, None).await
+}
+
+/// Runs one SQL statement, reading `as_of`'s table at its older version.
+pub async fn sql_as_of(lake: &Lake, statement: &str, as_of: Option<&AsOf>) -> Result<Vec<RecordBatch>> {
+    let context = session_context_as_of(lake, as_of).await?;
     let frame = context.sql(statement).await.map_err(LakeError::query("sql"))?;
     frame.collect().await.map_err(LakeError::query("sql"))
 }
@@ -48,4 +87,28 @@ pub(crate) async fn changes(
     context.register_table("changes", Arc::new(provider)).map_err(LakeError::query(table_name))?;
     let frame = context.sql(select).await.map_err(LakeError::query(table_name))?;
     frame.collect().await.map_err(LakeError::query(table_name))
+}
+
+/// Query results as an aligned text table.
+pub fn format_table(batches: &[RecordBatch]) -> Result<String> {
+    Ok(deltalake::arrow::util::pretty::pretty_format_batches(batches)?.to_string())
+}
+
+/// Query results as CSV with a header line.
+pub fn write_csv(writer: impl std::io::Write, batches: &[RecordBatch]) -> Result<()> {
+    let mut csv = deltalake::arrow::csv::WriterBuilder::new().with_header(true).build(writer);
+    for batch in batches {
+        csv.write(batch)?;
+    }
+    Ok(())
+}
+
+/// Query results as one JSON array of objects.
+pub fn write_json(writer: impl std::io::Write, batches: &[RecordBatch]) -> Result<()> {
+    let mut json = deltalake::arrow::json::ArrayWriter::new(writer);
+    for batch in batches {
+        json.write(batch)?;
+    }
+    json.finish()?;
+    Ok(())
 }
