@@ -18,7 +18,7 @@ use crate::state::AppState;
 /// installs the reader in `state`.
 pub fn connect_in_background(state: AppState, config: CassandraConfig, read_timeout: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut backoff = Backoff::default();
         loop {
             let attempt = async {
                 let session = config.connect().await?;

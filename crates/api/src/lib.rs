@@ -32,7 +32,6 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
@@ -57,7 +56,8 @@ pub fn router(state: AppState) -> Router {
         })
         // Innermost first: each `layer` wraps what is above it.
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
-        .layer(RequestBodyLimitLayer::new(max_body))
+        // Bodies are read only by the JSON extractor: over the limit, it
+        // rejects with 413 through `ApiError` (a JSON detail).
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
         .layer(CatchPanicLayer::custom(|_| {
@@ -83,11 +83,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::sessions::completed_sessions))
         .routes(routes!(routes::sessions::started_sessions))
         .routes(routes!(routes::events::post_events))
-}
-
-/// The OpenAPI document.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
 }
 
 /// Middleware: answers 503 when a request takes longer than the timeout.

@@ -70,11 +70,6 @@ impl AppState {
         self.inner.store.get().ok_or_else(|| ApiError::unavailable("Cassandra is not connected yet; retry shortly"))
     }
 
-    /// Whether a store is installed.
-    pub fn has_store(&self) -> bool {
-        self.inner.store.get().is_some()
-    }
-
     /// The event sink.
     pub fn events(&self) -> &SharedSink {
         &self.inner.events

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use scylla::client::session::Session;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::response::query_result::QueryResult;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
@@ -195,24 +197,12 @@ impl SessionReader {
         let hours: Vec<CqlTimestamp> = partitions.iter().map(|&hour| CqlTimestamp(hour)).collect();
         let limit = i32::try_from(page_size + 1).unwrap_or(i32::MAX);
         let values = (window.country.as_str(), hours, CqlTimestamp(window.from_ms), CqlTimestamp(window.to_ms), limit);
-        let what = || "reading the serving tables".to_string();
-        let failed = |error: &dyn std::fmt::Display| CassandraError::Cassandra {
-            what: what(),
-            message: error.to_string(),
-            transient: false,
-        };
         let result = self
             .session
             .execute_unpaged(&self.started_window, values)
             .await
-            .map_err(CassandraError::execution(what()))?;
-        let mut rows = result
-            .into_rows_result()
-            .map_err(|error| failed(&error))?
-            .rows::<StartedRow>()
-            .map_err(|error| failed(&error))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| failed(&error))?;
+            .map_err(CassandraError::execution(READING))?;
+        let mut rows: Vec<StartedRow> = typed_rows(result)?;
         if rows.len() > page_size {
             return Ok(None);
         }
@@ -311,29 +301,41 @@ impl SessionReader {
         let mut statement = statement.clone();
         statement.set_page_size(page_size.clamp(1, i32::MAX as usize) as i32);
         let paging_state = state.as_deref().map_or_else(PagingState::start, PagingState::new_from_raw_bytes);
-        let what = || "reading the serving tables".to_string();
         let (result, response) = self
             .session
             .execute_single_page(&statement, values, paging_state)
             .await
-            .map_err(CassandraError::execution(what()))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|error| CassandraError::Cassandra { what: what(), message: error.to_string(), transient: false })?
-            .rows::<SessionItem>()
-            .map_err(|error| CassandraError::Cassandra { what: what(), message: error.to_string(), transient: false })?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| CassandraError::Cassandra {
-                what: what(),
-                message: error.to_string(),
-                transient: false,
-            })?;
+            .map_err(CassandraError::execution(READING))?;
+        let rows = typed_rows(result)?;
         let more = match response {
             PagingStateResponse::HasMorePages { state } => state.as_bytes_slice().map(|bytes| bytes.to_vec()),
             PagingStateResponse::NoMorePages => None,
         };
         Ok(Fetched { rows, state_used: state, more })
     }
+}
+
+/// What the reads do, in error messages.
+const READING: &str = "reading the serving tables";
+
+/// A result's rows, decoded (a failure is not transient: the schema does
+/// not match the code).
+fn typed_rows<R>(result: QueryResult) -> Result<Vec<R>>
+where
+    R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
+{
+    let undecodable = |error: &dyn std::fmt::Display| CassandraError::Cassandra {
+        what: READING.to_string(),
+        message: error.to_string(),
+        transient: false,
+    };
+    result
+        .into_rows_result()
+        .map_err(|error| undecodable(&error))?
+        .rows::<R>()
+        .map_err(|error| undecodable(&error))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| undecodable(&error))
 }
 
 /// One fetched Cassandra page.

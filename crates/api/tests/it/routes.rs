@@ -264,6 +264,16 @@ async fn malformed_batches_are_4xx_with_a_clear_message() {
             StatusCode::PAYLOAD_TOO_LARGE,
             "length limit",
         ),
+        (
+            // As a real client sends it: the length announced up front.
+            Request::post("/events")
+                .header("content-type", "application/json")
+                .header("content-length", "70000")
+                .body(Body::from(vec![b' '; 70_000]))
+                .unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "length limit",
+        ),
         (Request::get("/events").body(Body::empty()).unwrap(), StatusCode::METHOD_NOT_ALLOWED, "method"),
     ];
     for (request, status, words) in cases {
