@@ -71,6 +71,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve the REST API (reads from Cassandra, POST /events into the raw table).
     Api(ApiArgs),
+    /// The whole pipeline once: ingest, raw, sessions, serve; then a summary.
+    Run(RunArgs),
+    /// `run`, then keep sessions and serve following and serve the API, in one process.
+    Up(UpArgs),
+    /// The five questions about the data (DataFusion SQL over the gold table), with a bar chart.
+    Insights(InsightsArgs),
     /// Run ad-hoc SQL over the lake tables (r_session_events, r_session_events_rejected, uc_delta_session_events).
     Sql(SqlArgs),
 }
@@ -112,6 +118,17 @@ pub struct SessionsArgs {
     /// Seconds between polls with --follow.
     #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value_t = 1.0)]
     pub poll_seconds: f64,
+    /// How raw versions are grouped into gold MERGEs.
+    #[command(flatten)]
+    pub batching: SessionsBatching,
+    /// Stop after this many micro-batches (for crash tests).
+    #[arg(long, hide = true, env = "SESSIONLAKE_MAX_BATCHES")]
+    pub max_batches: Option<u64>,
+}
+
+/// How the sessions stage groups raw versions into gold MERGEs.
+#[derive(Debug, Clone, Args)]
+pub struct SessionsBatching {
     /// Most raw versions folded into one gold MERGE.
     #[arg(long, env = "SESSIONLAKE_MAX_VERSIONS_PER_BATCH", default_value_t = 16)]
     pub max_versions_per_batch: u64,
@@ -119,9 +136,6 @@ pub struct SessionsArgs {
     /// versions per micro-batch adapt to it).
     #[arg(long, env = "SESSIONLAKE_MAX_ROWS_PER_BATCH", default_value_t = 400_000)]
     pub max_rows_per_batch: u64,
-    /// Stop after this many micro-batches (for crash tests).
-    #[arg(long, hide = true, env = "SESSIONLAKE_MAX_BATCHES")]
-    pub max_batches: Option<u64>,
 }
 
 /// How to reach Cassandra (the serving store).
@@ -188,6 +202,17 @@ pub struct ServeArgs {
     /// Seconds between polls with --follow.
     #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value_t = 1.0)]
     pub poll_seconds: f64,
+    /// How rows are written.
+    #[command(flatten)]
+    pub writes: ServeWrites,
+    /// Stop after this many CQL requests, without recording progress (crash tests).
+    #[arg(long, hide = true, env = "SESSIONLAKE_SERVE_STOP_AFTER_REQUESTS")]
+    pub stop_after_requests: Option<u64>,
+}
+
+/// How the serve stage writes to Cassandra.
+#[derive(Debug, Clone, Args)]
+pub struct ServeWrites {
     /// CQL requests in flight at once.
     #[arg(long, env = "SESSIONLAKE_SERVE_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
@@ -197,9 +222,6 @@ pub struct ServeArgs {
     /// Most gold versions read per range.
     #[arg(long, env = "SESSIONLAKE_SERVE_MAX_VERSIONS", default_value_t = 4)]
     pub max_versions_per_range: i64,
-    /// Stop after this many CQL requests, without recording progress (crash tests).
-    #[arg(long, hide = true, env = "SESSIONLAKE_SERVE_STOP_AFTER_REQUESTS")]
-    pub stop_after_requests: Option<u64>,
 }
 
 /// `api` options.
@@ -208,6 +230,14 @@ pub struct ApiArgs {
     /// Where Cassandra is.
     #[command(flatten)]
     pub cassandra: CassandraArgs,
+    /// How the API serves.
+    #[command(flatten)]
+    pub options: ApiOptions,
+}
+
+/// How the API serves (shared by `api` and `up`).
+#[derive(Debug, Args)]
+pub struct ApiOptions {
     /// Address to listen on (`host:port`; port 0 picks a free one).
     #[arg(long, env = "SESSIONLAKE_API_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: std::net::SocketAddr,
@@ -234,6 +264,56 @@ pub struct ApiArgs {
     /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
     pub shutdown_grace_seconds: f64,
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to land: a URL (http/https) or a local file (default: the real
+    /// data file's URL).
+    #[arg(long, env = "SESSIONLAKE_SOURCE", conflicts_with = "generate")]
+    pub source: Option<String>,
+    /// Land a generated full-size file instead (offline); it is written to
+    /// --generate-out once and reused while it exists.
+    #[arg(long, env = "SESSIONLAKE_GENERATE", default_value_t = false)]
+    pub generate: bool,
+    /// Where --generate writes its file (its ground truth goes next to it, as `<name>.truth.json`).
+    #[arg(long, env = "SESSIONLAKE_GENERATE_OUT", default_value = "assignment_data.jsonl.bz2")]
+    pub generate_out: PathBuf,
+    /// Sessions in the --generate file (full size: 500,000).
+    #[arg(long, env = "SESSIONLAKE_GENERATE_SESSIONS", default_value_t = 500_000)]
+    pub generate_sessions: u64,
+    /// Where Cassandra is.
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
+    /// How raw versions are grouped into gold MERGEs.
+    #[command(flatten)]
+    pub batching: SessionsBatching,
+    /// How rows are written to Cassandra.
+    #[command(flatten)]
+    pub writes: ServeWrites,
+}
+
+/// `up` options.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The pipeline run that comes first.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// How the API serves.
+    #[command(flatten)]
+    pub api: ApiOptions,
+    /// Seconds between the polls of `sessions` and `serve` for new versions.
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value_t = 1.0)]
+    pub poll_seconds: f64,
+}
+
+/// `insights` options.
+#[derive(Debug, Args)]
+pub struct InsightsArgs {
+    /// Where the bar chart (PNG) of completed sessions per country is written.
+    #[arg(long, env = "SESSIONLAKE_INSIGHTS_CHART", default_value = "completed_sessions_by_country.png")]
+    pub chart: PathBuf,
 }
 
 /// `sql` options.

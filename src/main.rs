@@ -39,6 +39,9 @@ fn main() -> ExitCode {
             Command::Db(args) => commands::db(&config.global, args).await,
             Command::Serve(args) => commands::serve(&config.global, args).await,
             Command::Api(args) => commands::api(&config.global, args).await,
+            Command::Run(args) => commands::run(&config.global, args).await,
+            Command::Up(args) => commands::up(&config.global, args).await,
+            Command::Insights(args) => commands::insights(&config.global, args).await,
             Command::Sql(args) => commands::sql(&config.global, args).await,
         }
     });

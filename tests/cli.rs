@@ -76,6 +76,34 @@ fn chain_reports_match_the_truth() {
     assert_eq!(sessions["inserted"], truth["sessions"]);
     assert_eq!(sessions["raw_rows"], truth["raw_rows"]);
 
+    // The five questions against the truth, and the chart's file.
+    let chart = dir.path().join("charts/by_country.png");
+    let insights = report(&sessionlake(&lake, &["insights", "--chart", &chart.display().to_string()]));
+    let mut by_country: Vec<(String, u64)> = truth["completed_by_country"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(country, count)| (country.clone(), count.as_u64().unwrap()))
+        .collect();
+    by_country.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    by_country.truncate(10);
+    let expected = serde_json::json!({
+        "sessions": truth["sessions"],
+        "completed_by_country_top10": by_country,
+        "completed_by_player_top10": truth["completed_by_player_top10"],
+        "top_start_country_2016": truth["top_start_country_2016"],
+        "chart": chart.display().to_string(),
+    });
+    assert_eq!(insights, expected);
+    assert_eq!(by_country.len(), 10, "enough countries for ten bars");
+    let png = std::fs::read(&chart).expect("the chart is written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG signature");
+    assert_eq!(&png[12..16], b"IHDR");
+    let dimension = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    let (width, height) = (dimension(16), dimension(20));
+    assert!((800..=2000).contains(&width) && (400..=1200).contains(&height), "{width}x{height}");
+    assert!(png.len() > 10_000 && png.len() < 2_000_000, "a drawn chart, not an empty image: {} bytes", png.len());
+
     let again = report(&sessionlake(&lake, &["raw"]));
     assert_eq!((again["inserted"].as_u64(), again["files_skipped"].as_u64()), (Some(0), Some(1)));
 

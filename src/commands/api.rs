@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::FutureExt;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Shared};
 use sessionlake_api::store::{Committed, EventSink, Unavailable};
 use sessionlake_api::{ApiKeys, ApiSettings, AppState, TokenSigner};
 use sessionlake_lake::Lake;
@@ -15,7 +15,7 @@ use sessionlake_lake::raw::live::{LiveIngest, LiveSettings};
 use sessionlake_model::{Clock, Event};
 use tracing::{info, warn};
 
-use crate::config::{ApiArgs, GlobalArgs};
+use crate::config::{ApiArgs, ApiOptions, GlobalArgs};
 use crate::report;
 
 /// The raw table as the API's event sink.
@@ -36,69 +36,106 @@ impl EventSink for LakeSink {
 
 /// `sessionlake api`.
 pub async fn api(global: &GlobalArgs, args: &ApiArgs) -> Result<()> {
-    let started = Instant::now();
     let cassandra = args.cassandra.config();
     cassandra.validate()?;
-    let api_keys = args.api_keys()?;
-    let settings = ApiSettings {
-        clock: Clock::from_option(global.now),
-        token_signer: match &args.token_secret {
-            Some(secret) if !secret.trim().is_empty() => TokenSigner::new(secret.trim().as_bytes()),
-            _ => TokenSigner::random(),
-        },
-        api_keys,
-        request_timeout: Duration::from_secs_f64(args.request_timeout_seconds.max(0.1)),
-        max_body_bytes: args.max_body_bytes,
-    };
-    if !settings.api_keys.is_enabled() {
-        warn!("no API keys configured: every route is open to anyone who can reach {}", args.addr);
-        eprintln!(
-            "WARNING: no API keys configured (SESSIONLAKE_API_KEYS / SESSIONLAKE_API_KEYS_FILE): \
-             the API on {} is open to anyone who can reach it",
-            args.addr
-        );
-    }
-    if args.token_secret.is_none() {
-        info!("no SESSIONLAKE_API_TOKEN_SECRET: page tokens are valid in this process only");
-    }
-
-    let live = LiveIngest::start(Lake::new(&global.lake), LiveSettings::default())
-        .await
-        .context("while opening the raw table for live ingest")?;
-    let state = AppState::new(settings, Arc::new(LakeSink(live.clone())));
-    let read_timeout = Duration::from_secs_f64(args.read_timeout_seconds.max(0.05));
-    let connector = sessionlake_api::connect::connect_in_background(state.clone(), cassandra, read_timeout);
-
-    let listener =
-        tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("while binding {}", args.addr))?;
-    let local: SocketAddr = listener.local_addr()?;
+    let api = RunningApi::start(global, &args.options).await?;
+    let read_timeout = args.options.read_timeout();
+    let connector = sessionlake_api::connect::connect_in_background(api.state.clone(), cassandra, read_timeout);
     eprintln!(
-        "API listening on http://{local} (docs: http://{local}/docs); /ready says 200 once Cassandra is connected"
+        "API listening on http://{addr} (docs: http://{addr}/docs); /ready says 200 once Cassandra is connected",
+        addr = api.addr
     );
-    info!(addr = %local, "API listening");
-
-    let grace = Duration::from_secs_f64(args.shutdown_grace_seconds.max(0.0));
-    let server = sessionlake_api::serve(listener, sessionlake_api::router(state.clone()), super::shutdown_signal());
-    // After the signal, requests in flight get `grace` to finish.
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        served = &mut server => served.context("while serving HTTP")?,
-        _ = async { super::shutdown_signal().await; tokio::time::sleep(grace).await } => {
-            warn!("requests still in flight {grace:?} after the shutdown signal; stopping anyway");
-        }
-    }
+    let stop = super::shutdown_signal().boxed().shared();
+    let summary = api.serve(stop).await;
     connector.abort();
-    let live_report = live.shutdown().await.context("while committing the last posted events")?;
-    let summary = serde_json::json!({
-        "addr": local.to_string(),
-        "live": live_report,
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    report::print(global, "api", &summary);
+    report::print(global, "api", &summary?);
     Ok(())
 }
 
-impl ApiArgs {
+/// An API bound to its address, with live ingest open, not serving yet.
+pub struct RunningApi {
+    /// The state the routes share (install the Cassandra reader here).
+    pub state: AppState,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    live: LiveIngest,
+    grace: Duration,
+    started: Instant,
+}
+
+impl RunningApi {
+    /// Checks the options, opens live ingest into the raw table and binds
+    /// the address.
+    pub async fn start(global: &GlobalArgs, options: &ApiOptions) -> Result<Self> {
+        let started = Instant::now();
+        let settings = options.settings(global)?;
+        if !settings.api_keys.is_enabled() {
+            warn!("no API keys configured: every route is open to anyone who can reach {}", options.addr);
+            eprintln!(
+                "WARNING: no API keys configured (SESSIONLAKE_API_KEYS / SESSIONLAKE_API_KEYS_FILE): \
+                 the API on {} is open to anyone who can reach it",
+                options.addr
+            );
+        }
+        if options.token_secret.is_none() {
+            info!("no SESSIONLAKE_API_TOKEN_SECRET: page tokens are valid in this process only");
+        }
+        let live = LiveIngest::start(Lake::new(&global.lake), LiveSettings::default())
+            .await
+            .context("while opening the raw table for live ingest")?;
+        let state = AppState::new(settings, Arc::new(LakeSink(live.clone())));
+        let listener = tokio::net::TcpListener::bind(options.addr)
+            .await
+            .with_context(|| format!("while binding {}", options.addr))?;
+        let addr = listener.local_addr()?;
+        info!(%addr, "API listening");
+        let grace = Duration::from_secs_f64(options.shutdown_grace_seconds.max(0.0));
+        Ok(Self { state, addr, listener, live, grace, started })
+    }
+
+    /// Serves until `stop` resolves; requests in flight then get the grace
+    /// period to finish, and the events already posted are committed.
+    /// Returns the report.
+    pub async fn serve(self, stop: Shared<BoxFuture<'static, ()>>) -> Result<serde_json::Value> {
+        let Self { state, addr, listener, live, grace, started } = self;
+        let server = sessionlake_api::serve(listener, sessionlake_api::router(state), stop.clone());
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            served = &mut server => served.context("while serving HTTP")?,
+            _ = async { stop.await; tokio::time::sleep(grace).await } => {
+                warn!("requests still in flight {grace:?} after the shutdown signal; stopping anyway");
+            }
+        }
+        let live_report = live.shutdown().await.context("while committing the last posted events")?;
+        Ok(serde_json::json!({
+            "addr": addr.to_string(),
+            "live": live_report,
+            "seconds": started.elapsed().as_secs_f64(),
+        }))
+    }
+}
+
+impl ApiOptions {
+    /// The API's settings from these options.
+    fn settings(&self, global: &GlobalArgs) -> Result<ApiSettings> {
+        Ok(ApiSettings {
+            clock: Clock::from_option(global.now),
+            token_signer: match &self.token_secret {
+                Some(secret) if !secret.trim().is_empty() => TokenSigner::new(secret.trim().as_bytes()),
+                _ => TokenSigner::random(),
+            },
+            api_keys: self.api_keys()?,
+            request_timeout: Duration::from_secs_f64(self.request_timeout_seconds.max(0.1)),
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
+
+    /// How long one Cassandra read may take.
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.read_timeout_seconds.max(0.05))
+    }
+
     /// The keys from `--api-keys` and the file of `--api-keys-file`.
     fn api_keys(&self) -> Result<ApiKeys> {
         let mut text = self.api_keys.clone().unwrap_or_default();

@@ -2,7 +2,10 @@
 //! it, print its report.
 
 mod api;
+mod insights;
+mod run;
 mod sql;
+mod up;
 
 use std::time::Duration;
 
@@ -11,15 +14,21 @@ use sessionlake_cassandra::CassandraConfig;
 use sessionlake_lake::Lake;
 use sessionlake_lake::landing::{Ingest, Source};
 use sessionlake_lake::raw::RawStage;
-use sessionlake_lake::sessions::SessionsStage;
+use sessionlake_lake::sessions::{SessionsReport, SessionsStage};
 use sessionlake_model::Clock;
-use sessionlake_serving::serve::{ServeStage, WriteSettings};
+use sessionlake_serving::serve::{ServeReport, ServeStage, WriteSettings};
 
-use crate::config::{CassandraArgs, DbAction, DbArgs, GenerateArgs, GlobalArgs, IngestArgs, ServeArgs, SessionsArgs};
+use crate::config::{
+    CassandraArgs, DbAction, DbArgs, GenerateArgs, GlobalArgs, IngestArgs, ServeArgs, ServeWrites, SessionsArgs,
+    SessionsBatching,
+};
 use crate::report;
 
 pub use api::api;
+pub use insights::insights;
+pub use run::run;
 pub use sql::sql;
+pub use up::up;
 
 /// Resolves on Ctrl-C or SIGTERM: every long-running command stops on either.
 pub async fn shutdown_signal() {
@@ -92,44 +101,94 @@ pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<()> {
     Ok(())
 }
 
+/// The raw stage as configured.
+fn raw_stage(global: &GlobalArgs) -> RawStage {
+    RawStage { lake: Lake::new(&global.lake), debug: global.debug, show_progress: show_progress(global) }
+}
+
 /// `sessionlake raw`.
 pub async fn raw(global: &GlobalArgs) -> Result<()> {
-    let stage = RawStage { lake: Lake::new(&global.lake), debug: global.debug, show_progress: show_progress(global) };
-    let outcome = stage.run().await.context("while refining landed files into the raw table")?;
+    let outcome = raw_stage(global).run().await.context("while refining landed files into the raw table")?;
     report::print(global, "raw", &outcome);
     Ok(())
 }
 
-/// `sessionlake sessions`.
-pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
-    let stage = SessionsStage {
-        lake: Lake::new(&global.lake),
-        max_versions_per_batch: args.max_versions_per_batch,
-        max_rows_per_batch: args.max_rows_per_batch,
-        max_batches: args.max_batches,
-        show_progress: show_progress(global) && !args.follow,
-    };
-    // One Ctrl-C listener for the whole loop: a signal that arrives during a
-    // run must not be lost. Dropping a run mid-MERGE is safe: a Delta commit
-    // is atomic and carries its own progress marker.
-    let mut interrupted = std::pin::pin!(shutdown_signal());
+/// Runs `pass` again and again, `poll` apart, until `stop` resolves; each
+/// outcome goes to `show`, which says whether to go on. Dropping a pass
+/// mid-way is safe for every stage: a Delta commit is atomic and carries
+/// its own progress marker, and Cassandra rows are idempotent upserts
+/// recorded as applied only after they are acknowledged.
+pub(crate) async fn follow<T, Pass>(
+    poll: Duration,
+    stop: impl Future<Output = ()>,
+    mut pass: impl FnMut() -> Pass,
+    mut show: impl FnMut(&T) -> bool,
+) -> Result<()>
+where
+    Pass: Future<Output = Result<T>>,
+{
+    let mut stop = std::pin::pin!(stop);
     loop {
         let outcome = tokio::select! {
-            outcome = stage.run() => outcome.context("while folding raw versions into the sessions table")?,
-            _ = &mut interrupted => return Ok(()),
+            outcome = pass() => outcome?,
+            _ = &mut stop => return Ok(()),
         };
-        if !args.follow {
-            report::print(global, "sessions", &outcome);
+        if !show(&outcome) {
             return Ok(());
         }
-        if outcome.batches > 0 {
-            report::print(global, "sessions", &outcome);
-        }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs_f64(args.poll_seconds.max(0.05))) => {}
-            _ = &mut interrupted => return Ok(()),
+            _ = tokio::time::sleep(poll) => {}
+            _ = &mut stop => return Ok(()),
         }
     }
+}
+
+/// Seconds between polls, never below 50 ms.
+fn poll_interval(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds.max(0.05))
+}
+
+const SESSIONS_CONTEXT: &str = "while folding raw versions into the sessions table";
+const SERVE_CONTEXT: &str = "while serving gold versions into Cassandra";
+
+/// The sessions stage as configured.
+fn sessions_stage(
+    global: &GlobalArgs,
+    batching: &SessionsBatching,
+    show: bool,
+    max_batches: Option<u64>,
+) -> SessionsStage {
+    SessionsStage {
+        lake: Lake::new(&global.lake),
+        max_versions_per_batch: batching.max_versions_per_batch,
+        max_rows_per_batch: batching.max_rows_per_batch,
+        max_batches,
+        show_progress: show,
+    }
+}
+
+/// Prints a sessions outcome that did something; a follow loop goes on.
+fn show_sessions(global: &GlobalArgs) -> impl FnMut(&SessionsReport) -> bool {
+    move |outcome| {
+        if outcome.batches > 0 {
+            report::print(global, "sessions", outcome);
+        }
+        true
+    }
+}
+
+/// `sessionlake sessions`.
+pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
+    let stage = sessions_stage(global, &args.batching, show_progress(global) && !args.follow, args.max_batches);
+    if args.follow {
+        let pass = || async { stage.run().await.context(SESSIONS_CONTEXT) };
+        return follow(poll_interval(args.poll_seconds), shutdown_signal(), pass, show_sessions(global)).await;
+    }
+    tokio::select! {
+        outcome = stage.run() => report::print(global, "sessions", &outcome.context(SESSIONS_CONTEXT)?),
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
 }
 
 impl CassandraArgs {
@@ -172,43 +231,55 @@ pub async fn db(global: &GlobalArgs, args: &DbArgs) -> Result<()> {
     Ok(())
 }
 
-/// `sessionlake serve`.
-pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
-    let stage = ServeStage {
+/// The serve stage as configured.
+fn serve_stage(
+    global: &GlobalArgs,
+    cassandra: &CassandraArgs,
+    writes: &ServeWrites,
+    follow: bool,
+    stop_after_requests: Option<u64>,
+) -> ServeStage {
+    ServeStage {
         lake: Lake::new(&global.lake),
-        cassandra: args.cassandra.config(),
+        cassandra: cassandra.config(),
         clock: Clock::from_option(global.now),
         writes: WriteSettings {
-            concurrency: args.concurrency,
-            batch_rows: args.batch_rows,
-            patience: args.cassandra.patience(args.follow),
-            stop_after_requests: args.stop_after_requests,
+            concurrency: writes.concurrency,
+            batch_rows: writes.batch_rows,
+            patience: cassandra.patience(follow),
+            stop_after_requests,
         },
-        max_versions_per_range: args.max_versions_per_range,
-        show_progress: show_progress(global) && !args.follow,
-    };
+        max_versions_per_range: writes.max_versions_per_range,
+        show_progress: show_progress(global) && !follow,
+    }
+}
+
+/// Prints a serve outcome that did something; a follow loop goes on unless
+/// a crash-test budget ran out.
+fn show_serve(global: &GlobalArgs) -> impl FnMut(&ServeReport) -> bool {
+    move |outcome| {
+        if outcome.ranges > 0 || outcome.interrupted {
+            report::print(global, "serve", outcome);
+        }
+        !outcome.interrupted
+    }
+}
+
+/// `sessionlake serve`.
+pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
+    let stage = serve_stage(global, &args.cassandra, &args.writes, args.follow, args.stop_after_requests);
     let mut interrupted = std::pin::pin!(shutdown_signal());
     let server = tokio::select! {
         server = stage.connect() => server.context("while connecting to Cassandra")?,
         _ = &mut interrupted => return Ok(()),
     };
-    loop {
-        // Dropping a pass mid-way is safe: progress is recorded only after
-        // the rows it covers, and rows are idempotent upserts.
-        let outcome = tokio::select! {
-            outcome = server.run() => outcome.context("while serving gold versions into Cassandra")?,
-            _ = &mut interrupted => return Ok(()),
-        };
-        if !args.follow || outcome.interrupted {
-            report::print(global, "serve", &outcome);
-            return Ok(());
-        }
-        if outcome.ranges > 0 {
-            report::print(global, "serve", &outcome);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs_f64(args.poll_seconds.max(0.05))) => {}
-            _ = &mut interrupted => return Ok(()),
-        }
+    if args.follow {
+        let pass = || async { server.run().await.context(SERVE_CONTEXT) };
+        return follow(poll_interval(args.poll_seconds), interrupted, pass, show_serve(global)).await;
     }
+    tokio::select! {
+        outcome = server.run() => report::print(global, "serve", &outcome.context(SERVE_CONTEXT)?),
+        _ = &mut interrupted => {}
+    }
+    Ok(())
 }

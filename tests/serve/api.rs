@@ -17,7 +17,7 @@ const NOW_MS: i64 = 1_478_476_800_000;
 const KEY: &str = "it-key-1";
 
 /// The items of a response as (session_id, ts text).
-fn items(body: &Value) -> Vec<(String, String)> {
+pub fn items(body: &Value) -> Vec<(String, String)> {
     body["items"]
         .as_array()
         .unwrap()
@@ -145,7 +145,7 @@ async fn the_api_answers_exactly_what_the_gold_table_holds() {
     drop_keyspace(&*connect(&nodes).await, &keyspace).await;
 }
 
-fn event(kind: &str, session: &str, player: &str, ts: &str) -> Value {
+pub fn event(kind: &str, session: &str, player: &str, ts: &str) -> Value {
     let mut event = json!({"event": kind, "ts": ts, "session_id": session, "player_id": player});
     if kind == "start" {
         event["country"] = json!("AQ");

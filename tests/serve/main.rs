@@ -6,6 +6,8 @@
 
 /// `sessionlake api` over HTTP.
 mod api;
+/// `sessionlake run` and `sessionlake up`.
+mod run;
 mod support;
 
 use std::collections::HashSet;

@@ -276,13 +276,19 @@ impl ApiProcess {
     /// Starts the API on `lake`, reading `keyspace` at `nodes`, with `keys`
     /// (comma-separated) or none.
     pub fn start(lake: &Path, nodes: &str, keyspace: &str, keys: Option<&str>) -> Self {
-        let log = tempfile::NamedTempFile::new().unwrap();
         let mut command =
             sessionlake(lake, &["api", "--addr", "127.0.0.1:0", "--cassandra-nodes", nodes, "--keyspace", keyspace]);
         command.env_remove("SESSIONLAKE_API_KEYS").env_remove("SESSIONLAKE_API_KEYS_FILE");
         if let Some(keys) = keys {
             command.env("SESSIONLAKE_API_KEYS", keys);
         }
+        Self::spawn(command, "API listening on ", Duration::from_secs(60))
+    }
+
+    /// Spawns `command` (an `api` or `up` on `--addr 127.0.0.1:0`) and waits
+    /// up to `patience` for `marker` and the URL after it in its log.
+    pub fn spawn(mut command: Command, marker: &str, patience: Duration) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = command
             .env("SESSIONLAKE_LOG", "info")
             .stdout(std::process::Stdio::null())
@@ -292,13 +298,18 @@ impl ApiProcess {
         let started = Instant::now();
         let base = loop {
             let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-            if let Some(rest) = text.split("API listening on ").nth(1) {
+            if let Some(rest) = text.split(marker).nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "the API did not start: {text}");
+            assert!(started.elapsed() < patience, "no {marker:?} in the log: {text}");
             std::thread::sleep(Duration::from_millis(50));
         };
         Self { child: Some(child), base, log, client: reqwest::Client::new() }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
     }
 
     /// GET `path` (with an API key), as (status, JSON body or Null).
@@ -335,7 +346,7 @@ impl ApiProcess {
     /// Stops the API with SIGTERM (graceful) and returns its log.
     pub fn stop(mut self) -> String {
         self.terminate();
-        std::fs::read_to_string(self.log.path()).unwrap()
+        self.log()
     }
 
     fn terminate(&mut self) {

@@ -94,6 +94,32 @@ pub fn format_table(batches: &[RecordBatch]) -> Result<String> {
     Ok(deltalake::arrow::util::pretty::pretty_format_batches(batches)?.to_string())
 }
 
+/// Query results as text, row by row: each value cast to a string, `None`
+/// for null (for callers that read a few small answers).
+pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>> {
+    use deltalake::arrow::array::{Array, AsArray};
+    use deltalake::arrow::compute::cast;
+    use deltalake::arrow::datatypes::DataType;
+
+    let mut rows = Vec::new();
+    for batch in batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|column| cast(column, &DataType::Utf8))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|column| (!column.is_null(row)).then(|| column.as_string::<i32>().value(row).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
 /// Query results as CSV with a header line.
 pub fn write_csv(writer: impl std::io::Write, batches: &[RecordBatch]) -> Result<()> {
     let mut csv = deltalake::arrow::csv::WriterBuilder::new().with_header(true).build(writer);
