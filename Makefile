@@ -14,24 +14,16 @@ BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
 .PHONY: demo test lint unit bench bench-api build-release clean-lake
 
-## demo: build, start Cassandra, generate full-size data (or land SOURCE=url|file), run every stage, serve the API;
-## (Cassandra keeps running after Ctrl-C: scripts/cassandra stop)
+## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
+## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
+## (Cassandra keeps running afterwards: scripts/cassandra stop)
 demo: build-release
 	scripts/cassandra start
 	@set -e; \
-	if [ -n "$(SOURCE)" ]; then src="$(SOURCE)"; else \
-	  src=assignment_data.jsonl.bz2; \
-	  [ -f "$$src" ] || $(BIN) generate --out "$$src" --sessions $(SESSIONS) --anomaly-rate 0.001 --truth truth.json; \
-	fi; \
+	if [ -n "$(SOURCE)" ]; then input="--source $(SOURCE)"; else input="--generate --generate-sessions $(SESSIONS)"; fi; \
 	export SESSIONLAKE_NOW="$(NOW)"; [ -n "$(NOW)" ] || unset SESSIONLAKE_NOW; \
-	$(BIN) --lake $(LAKE) ingest --source "$$src"; \
-	$(BIN) --lake $(LAKE) raw; \
-	$(BIN) --lake $(LAKE) sessions; \
-	$(BIN) db init; \
-	$(BIN) --lake $(LAKE) serve; \
-	echo "Cassandra keeps running after the API stops: scripts/cassandra cqlsh; stop it with: scripts/cassandra stop"; \
-	echo "API: curl -s localhost:8000/models/started_sessions/IT/3 ; docs: http://127.0.0.1:8000/docs (Ctrl-C stops)"; \
-	$(BIN) --lake $(LAKE) api
+	echo "Cassandra keeps running after sessionlake stops: scripts/cassandra cqlsh; stop it with: scripts/cassandra stop"; \
+	$(BIN) --lake $(LAKE) up $$input
 
 ## test: every check and every test (what CI runs)
 test: lint unit
