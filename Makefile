@@ -12,7 +12,7 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit bench bench-api build-release clean-lake
+.PHONY: demo test lint unit soak bench bench-api build-release clean-lake
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
@@ -37,6 +37,12 @@ lint:
 # first use) and stops it afterwards, unless it was already running.
 unit:
 	scripts/cassandra run cargo test --workspace
+	scripts/torture-report
+
+## soak: the torture suite at length, for people (TORTURE_KILLS=200 kills; TORTURE_SEED=n replays a run)
+soak:
+	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --test torture -- --nocapture
+	scripts/torture-report
 
 ## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 for 10x)
 bench: build-release

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod clock;
+pub mod crash;
 pub mod event;
 pub mod ids;
 pub mod parse;

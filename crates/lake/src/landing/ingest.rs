@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::StreamExt;
+use sessionlake_model::crash;
 use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ManifestEntry};
@@ -113,6 +114,28 @@ impl Incoming {
     }
 }
 
+/// Removes the temp files of ingests that died (crash, SIGKILL): the pid in
+/// their name is no longer running. Without `/proc` to ask, only files
+/// older than a day count as orphans. Best effort: a failure only leaves
+/// the file for the next ingest.
+fn remove_orphans(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let proc_fs = Path::new("/proc/self").exists();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(".incoming-").and_then(|rest| rest.split('-').next()) else { continue };
+        let orphan = if proc_fs {
+            !Path::new("/proc").join(pid).exists()
+        } else {
+            let modified = entry.metadata().and_then(|metadata| metadata.modified()).ok();
+            modified.and_then(|time| time.elapsed().ok()).is_some_and(|age| age.as_secs() > 86_400)
+        };
+        if orphan && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::warn!(file = %name, "removed the temp file of an ingest that died");
+        }
+    }
+}
+
 fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
@@ -134,6 +157,7 @@ impl Ingest {
         let started = Instant::now();
         let dir = self.lake.landing_dir();
         std::fs::create_dir_all(&dir).map_err(LakeError::io("creating", &dir))?;
+        remove_orphans(&dir);
         let mut incoming = Incoming::create(&dir)?;
         let mut guard = RemoveOnDrop(Some(incoming.path.clone()));
         match &self.source {
@@ -161,6 +185,7 @@ impl Ingest {
 
         let file_name = self.free_name(&dir, &sha256, &entries)?;
         let final_path = dir.join(&file_name);
+        crash::point(crash::INGEST_BEFORE_RENAME);
         if !final_path.exists() {
             std::fs::rename(&temp_path, &final_path).map_err(LakeError::io("renaming into", &final_path))?;
             sync_dir(&dir)?;
@@ -173,6 +198,7 @@ impl Ingest {
             source: self.source.display(),
             landed_at: chrono::Utc::now(),
         };
+        crash::point(crash::INGEST_BEFORE_MANIFEST);
         manifest.append(&entry)?;
         Ok(LandingReport { path: final_path, entry, already_landed: false, seconds: started.elapsed().as_secs_f64() })
     }

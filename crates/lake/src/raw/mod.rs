@@ -41,7 +41,7 @@ use deltalake::operations::merge::MergeMetrics;
 use deltalake::{DeltaTable, DeltaTableError};
 use sessionlake_model::tables::raw as columns;
 use sessionlake_model::time::date_of_day;
-use sessionlake_model::{Event, RejectReason};
+use sessionlake_model::{Event, RejectReason, crash};
 use tracing::{info, warn};
 
 use crate::error::{LakeError, Result};
@@ -139,6 +139,7 @@ impl RawStage {
         report.lines += parsed.lines;
 
         rejected_table = self.write_rejected(entry, &parsed, rejected_table, report).await?;
+        crash::point(crash::RAW_AFTER_REJECTED_COMMIT);
 
         let dates_done = txn::applied_version(&raw_table, RAW.name, &markers.progress).await?.unwrap_or(0) as usize;
         let selected: Vec<(usize, i32)> = parsed
@@ -162,6 +163,7 @@ impl RawStage {
             let events = &parsed.days[&day];
             let (table, inserted) = merge_date(raw_table, day, events, commit_markers).await?;
             raw_table = table;
+            crash::point(crash::RAW_AFTER_DATE_MERGE);
             report.inserted += inserted;
             report.duplicates += events.len() as u64 - inserted;
             report.dates_merged += 1;

@@ -28,6 +28,7 @@ use deltalake::datafusion::logical_expr::{Expr, case};
 use deltalake::datafusion::prelude::{SessionContext, coalesce, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::delta_datafusion::create_session;
+use sessionlake_model::crash;
 use sessionlake_model::tables::{SESSIONS_APP_ID, raw, sessions as columns};
 use tracing::info;
 
@@ -120,6 +121,7 @@ impl SessionsStage {
             if !batch.sessions.is_empty() {
                 let (table, inserted, updated) = merge_sessions(gold, &batch, to as i64).await?;
                 gold = table;
+                crash::point(crash::SESSIONS_AFTER_MERGE);
                 report.inserted += inserted;
                 report.updated += updated;
                 report.to_version = Some(to as i64);

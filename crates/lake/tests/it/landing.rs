@@ -126,3 +126,22 @@ async fn download_errors_are_one_line_and_leave_nothing() {
     assert_eq!(landed_files(&lake), Vec::<String>::new(), "no partial file");
     assert!(Manifest::in_dir(&lake.landing_dir()).entries().unwrap().is_empty());
 }
+
+/// Found by the crash suite: an ingest killed after writing its temp file
+/// left it in the landing folder for ever. The next ingest removes the temp
+/// files of processes that are gone, and only those.
+#[tokio::test]
+async fn temp_files_of_dead_ingests_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path().join("lake"));
+    std::fs::create_dir_all(lake.landing_dir()).unwrap();
+    // Above Linux's largest pid (2^22), so no process has it.
+    let orphan = lake.landing_dir().join(".incoming-4294967-1.tmp");
+    let running = lake.landing_dir().join(format!(".incoming-{}-1.tmp", std::process::id()));
+    std::fs::write(&orphan, b"BZh partial").unwrap();
+    std::fs::write(&running, b"BZh in progress").unwrap();
+    let (path, _) = generated(dir.path(), 20, 3, 0.0);
+    land(&lake, Source::File(path)).await.unwrap();
+    assert!(!orphan.exists(), "the dead ingest's temp file is removed");
+    assert!(running.exists(), "a live ingest's temp file is left alone");
+}

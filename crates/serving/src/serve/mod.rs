@@ -18,7 +18,7 @@ use scylla::client::session::Session;
 use sessionlake_lake::Lake;
 use sessionlake_lake::progress::steps_bar;
 use sessionlake_lake::sessions::SessionFeed;
-use sessionlake_model::Clock;
+use sessionlake_model::{Clock, crash};
 use tracing::info;
 
 use crate::error::Result;
@@ -140,6 +140,7 @@ impl Server {
                 report.interrupted = true;
                 break;
             }
+            crash::point(crash::SERVE_BEFORE_PROGRESS);
             retry_transient(patience, || self.progress.save(feed.table_id(), to)).await?;
             report.sessions += sessions;
             report.started_rows += started_rows.len() as u64;

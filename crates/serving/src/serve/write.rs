@@ -14,6 +14,7 @@ use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, MaybeUnset};
+use sessionlake_model::crash;
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 use tracing::warn;
 
@@ -171,6 +172,11 @@ impl Writer {
                 self.send(&self.completed, values, COMPLETED_TABLE).await
             }
         };
+        if result.is_ok() {
+            // Other requests of the burst are in flight: a crash here leaves
+            // some rows of the range written and its progress unsaved.
+            crash::point(crash::SERVE_AFTER_REQUEST);
+        }
         Some(result)
     }
 

@@ -1,0 +1,284 @@
+//! Crash anywhere: the pipeline (`sessionlake run`, on two files whose
+//! sessions straddle them) is killed at random instants — at a crash point
+//! inside ingest, raw, sessions or serve (`SESSIONLAKE_CRASH_AT`: abort
+//! right after a commit or mid-burst), or by SIGKILL after a random delay —
+//! then restarted, sometimes killed again while recovering, and finally run
+//! to the end. Every trial's lake and keyspace must then hold exactly what
+//! an uninterrupted run holds: the same rows, none lost, none doubled.
+//!
+//! Seeded: `TORTURE_SEED=<n>` replays a run (the seed is printed, and named
+//! in every failure); `TORTURE_KILLS=<n>` sets how many kills land (20).
+
+use std::io::{BufRead, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use sessionlake_model::crash;
+
+use crate::report;
+use crate::snapshot::Snapshot;
+use crate::support::{connect, drop_keyspace, nodes, sessionlake};
+
+/// Sessions generated before the files are cut down to a few dates.
+const GENERATED_SESSIONS: &str = "8000";
+/// Event dates kept (one raw MERGE each per file): few, so a trial is quick.
+const KEPT_DATES: [&str; 3] = ["2016-11-01", "2016-11-02", "2016-11-03"];
+
+/// How a command is killed.
+#[derive(Debug, Clone)]
+enum Kill {
+    /// Abort at the `hit`-th pass of a crash point.
+    Point { name: &'static str, hit: u64 },
+    /// SIGKILL after a delay.
+    After(Duration),
+}
+
+/// What the reference run of one command did (to aim the kills).
+#[derive(Debug)]
+struct Reference {
+    seconds: f64,
+    report: Value,
+}
+
+/// The two input files, with events of a few dates (and the undated bad
+/// lines), alternating lines: a session's start and end often land in
+/// different files.
+fn dataset(dir: &Path, seed: u64) -> [PathBuf; 2] {
+    let generated = dir.join("generated.jsonl.bz2");
+    let output = sessionlake(
+        dir,
+        &[
+            "generate",
+            "--out",
+            &generated.display().to_string(),
+            "--sessions",
+            GENERATED_SESSIONS,
+            "--seed",
+            &seed.to_string(),
+            "--anomaly-rate",
+            "0.03",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reader = std::io::BufReader::new(bzip2::read::MultiBzDecoder::new(std::fs::File::open(&generated).unwrap()));
+    let files = [dir.join("events-a.jsonl.bz2"), dir.join("events-b.jsonl.bz2")];
+    let mut writers = files
+        .clone()
+        .map(|path| bzip2::write::BzEncoder::new(std::fs::File::create(path).unwrap(), bzip2::Compression::fast()));
+    let mut kept = 0usize;
+    for line in reader.split(b'\n') {
+        let line = line.unwrap();
+        let text = String::from_utf8_lossy(&line);
+        let dated = text.contains("\"ts\":\"2016-") || text.contains("\"ts\":\"2015-");
+        if dated && !KEPT_DATES.iter().any(|date| text.contains(&format!("\"ts\":\"{date}"))) {
+            continue;
+        }
+        let writer = &mut writers[kept % 2];
+        writer.write_all(&line).unwrap();
+        writer.write_all(b"\n").unwrap();
+        kept += 1;
+    }
+    for writer in writers {
+        writer.finish().unwrap();
+    }
+    files
+}
+
+/// The pipeline, one `run` per file, into `lake` and `keyspace`.
+fn commands(lake: &Path, files: &[PathBuf; 2], keyspace: &str) -> Vec<Command> {
+    let nodes = nodes();
+    files
+        .iter()
+        .map(|file| {
+            let mut command = sessionlake(
+                lake,
+                &[
+                    "run",
+                    "--source",
+                    &file.display().to_string(),
+                    "--cassandra-nodes",
+                    &nodes,
+                    "--keyspace",
+                    keyspace,
+                    // Small gold MERGEs and serve ranges: more places to die.
+                    "--max-rows-per-batch",
+                    "300",
+                    "--max-versions-per-range",
+                    "1",
+                    "--concurrency",
+                    "8",
+                ],
+            );
+            command.env("SESSIONLAKE_LOG", "warn,sessionlake_lake=info,sessionlake_serving=info");
+            command
+        })
+        .collect()
+}
+
+/// Runs `command` to the end; panics with its stderr if it fails.
+fn run_clean(mut command: Command, context: &str) -> Reference {
+    let started = Instant::now();
+    let output = command.env_remove(crash::CRASH_AT_ENV).output().unwrap();
+    assert!(output.status.success(), "{context}: {}", String::from_utf8_lossy(&output.stderr));
+    Reference { seconds: started.elapsed().as_secs_f64(), report: serde_json::from_slice(&output.stdout).unwrap() }
+}
+
+/// Runs `command` and kills it as `kill` says. Returns the stage it was in
+/// when it died, or `None` when it finished first.
+fn run_killed(mut command: Command, kill: &Kill, context: &str) -> Option<String> {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    command.stdout(Stdio::null()).stderr(log.reopen().unwrap());
+    if let Kill::Point { name, hit } = kill {
+        command.env(crash::CRASH_AT_ENV, format!("{name}:{hit}"));
+    }
+    let mut child = command.spawn().unwrap();
+    let status = match kill {
+        Kill::Point { .. } => child.wait().unwrap(),
+        Kill::After(delay) => {
+            let deadline = Instant::now() + *delay;
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() >= deadline {
+                    child.kill().unwrap();
+                    break child.wait().unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    let stderr = std::fs::read_to_string(log.path()).unwrap_or_default();
+    assert!(!stderr.contains("panicked"), "{context}: a panic, not a kill: {stderr}");
+    match status.signal() {
+        Some(_) => Some(match kill {
+            Kill::Point { name, .. } => name.split('.').next().unwrap().to_string(),
+            Kill::After(_) => stage_from_log(&stderr),
+        }),
+        None => {
+            assert!(status.success(), "{context}: failed instead of being killed: {stderr}");
+            None
+        }
+    }
+}
+
+/// The stage a killed run was in: the last stage that logged.
+fn stage_from_log(log: &str) -> String {
+    let stages = [
+        ("sessionlake_serving", "serve"),
+        ("sessionlake_lake::sessions", "sessions"),
+        ("sessionlake_lake::raw", "raw"),
+        ("sessionlake_lake::landing", "ingest"),
+    ];
+    log.lines()
+        .rev()
+        .find_map(|line| stages.iter().find(|(target, _)| line.contains(target)).map(|(_, stage)| stage.to_string()))
+        .unwrap_or_else(|| "ingest".to_string())
+}
+
+/// A kill aimed at command `index`, from what its reference run did.
+fn pick_kill(rng: &mut ChaCha8Rng, reference: &Reference) -> Kill {
+    if rng.random_bool(0.35) {
+        return Kill::After(Duration::from_secs_f64(rng.random_range(0.0..reference.seconds)));
+    }
+    let name = crash::POINTS[rng.random_range(0..crash::POINTS.len())];
+    let report = &reference.report;
+    let passes = match name {
+        crash::RAW_AFTER_DATE_MERGE => report["raw"]["dates_merged"].as_u64(),
+        crash::SESSIONS_AFTER_MERGE => report["sessions"]["batches"].as_u64(),
+        crash::SERVE_AFTER_REQUEST => report["serve"]["requests"].as_u64(),
+        crash::SERVE_BEFORE_PROGRESS => report["serve"]["ranges"].as_u64(),
+        _ => Some(1),
+    };
+    Kill::Point { name, hit: rng.random_range(1..=passes.unwrap_or(1).max(1)) }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_anywhere_then_a_restart_ends_like_an_uninterrupted_run() {
+    let seed: u64 = std::env::var("TORTURE_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    let wanted_kills: usize = std::env::var("TORTURE_KILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
+    eprintln!("crash trials: TORTURE_SEED={seed} TORTURE_KILLS={wanted_kills}");
+    let replay = format!("replay with TORTURE_SEED={seed} cargo test --test torture crash");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let files = dataset(dir.path(), seed % 1000);
+    let session = connect(&nodes()).await;
+
+    let keyspace = |trial: usize| format!("t_crash_{}_{trial}", std::process::id());
+    let reference_lake = dir.path().join("reference");
+    let references: Vec<Reference> = commands(&reference_lake, &files, &keyspace(0))
+        .into_iter()
+        .map(|command| run_clean(command, "the uninterrupted run"))
+        .collect();
+    let reference = Snapshot::take(&reference_lake, &session, &keyspace(0)).await;
+    eprintln!(
+        "uninterrupted run: {} raw rows, {} rejected, {} sessions, {} + {} served, in {:.1} s",
+        reference.raw.len(),
+        reference.rejected.len(),
+        reference.sessions.len(),
+        reference.served.started.len(),
+        reference.served.completed.len(),
+        references.iter().map(|run| run.seconds).sum::<f64>()
+    );
+    assert!(reference.raw.len() > 1000 && !reference.rejected.is_empty() && !reference.served.completed.is_empty());
+    assert_eq!(reference.duplicates(), 0);
+
+    let mut kills_landed = 0;
+    let mut trial = 0;
+    while kills_landed < wanted_kills {
+        trial += 1;
+        assert!(trial <= wanted_kills * 3, "too few kills landed ({kills_landed}); {replay}");
+        let lake = dir.path().join(format!("trial-{trial}"));
+        let target = rng.random_range(0..files.len());
+        let kills: Vec<Kill> =
+            (0..if rng.random_bool(0.3) { 2 } else { 1 }).map(|_| pick_kill(&mut rng, &references[target])).collect();
+        let mut landed = Vec::new();
+        for (index, command) in commands(&lake, &files, &keyspace(trial)).into_iter().enumerate() {
+            let context = format!("trial {trial}, file {index}, kills {kills:?}; {replay}");
+            if index == target {
+                for kill in &kills {
+                    let command = commands(&lake, &files, &keyspace(trial)).remove(index);
+                    let stage = run_killed(command, kill, &context);
+                    let point = match kill {
+                        Kill::Point { name, .. } => name.to_string(),
+                        Kill::After(_) => "SIGKILL after a random delay".to_string(),
+                    };
+                    landed.push(json!({"file": index, "kill": format!("{kill:?}"), "point": point, "stage": stage}));
+                    kills_landed += usize::from(stage.is_some());
+                }
+            }
+            run_clean(command, &format!("recovery in {context}"));
+        }
+        let after = Snapshot::take(&lake, &session, &keyspace(trial)).await;
+        let differences = after.differences(&reference);
+        report::record(
+            "crash",
+            json!({
+                "seed": seed,
+                "trial": trial,
+                "kills": landed,
+                "rows_compared": after.rows(),
+                "duplicates": after.duplicates(),
+                "lost": after.lost(&reference),
+                "equal": differences.is_empty(),
+            }),
+        );
+        assert!(
+            differences.is_empty(),
+            "trial {trial} (kills {landed:?}) differs from the uninterrupted run: {differences:#?}; {replay}"
+        );
+        drop_keyspace(&session, &keyspace(trial)).await;
+    }
+    drop_keyspace(&session, &keyspace(0)).await;
+    eprintln!("crash trials: {trial} trials, {kills_landed} kills landed, all equal to the uninterrupted run");
+}

@@ -1,0 +1,19 @@
+//! The torture suite: the promises of the whole system, proven together by
+//! making it fail — crashes at any instant, outages, concurrent writers,
+//! hostile input and hostile clients. Each module records what it checked
+//! in the suite's report (`report.rs`); `scripts/torture-report` prints it.
+//!
+//! Tests that need Cassandra use the one the README test command starts
+//! (`SESSIONLAKE_CASSANDRA_NODES`, default 127.0.0.1:9042), each in
+//! keyspaces of its own.
+
+/// SIGKILL anywhere, restart, compare with an uninterrupted run.
+mod crash;
+/// The suite's report: one JSON line per check.
+mod report;
+/// What the lake and the serving tables hold, as comparable values.
+mod snapshot;
+/// Fixtures shared with the serving tests.
+#[path = "../serve/support.rs"]
+#[allow(dead_code)]
+mod support;

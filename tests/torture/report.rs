@@ -1,0 +1,24 @@
+//! The suite's report: each check appends one JSON object (a line) to
+//! `torture-report.jsonl` in Cargo's temp dir for integration tests; the
+//! first line written by a test process starts the file afresh.
+//! `scripts/torture-report` turns it into a table.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// Where the report is written.
+pub fn path() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("torture-report.jsonl")
+}
+
+/// Appends `entry` (with its `kind`) to the report.
+pub fn record(kind: &str, mut entry: Value) {
+    static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+    entry["kind"] = kind.into();
+    let mut file = FILE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let file = file.get_or_insert_with(|| std::fs::File::create(path()).expect("the report file"));
+    writeln!(file, "{entry}").expect("the report is written");
+}
