@@ -1,7 +1,7 @@
 //! `db` and `serve` against the real Cassandra the README test command
 //! starts (SESSIONLAKE_CASSANDRA_NODES, default 127.0.0.1:9042): exact rows
-//! against the truth and the gold table, re-runs, a crash mid-way, and an
-//! outage of a Cassandra node of the test's own while `serve --follow` runs.
+//! against the truth and the gold table, re-runs, and a crash mid-way (the
+//! outage of a Cassandra node under load is in the torture suite).
 //! Each test works in a keyspace of its own.
 
 /// `sessionlake api` over HTTP.
@@ -158,5 +158,3 @@ async fn bad_settings_are_one_clear_error() {
     assert_eq!(empty["ranges"].as_u64(), Some(0));
     drop_keyspace(&*connect(&nodes).await, &keyspace).await;
 }
-
-mod outage;

@@ -9,10 +9,14 @@
 
 /// SIGKILL anywhere, restart, compare with an uninterrupted run.
 mod crash;
+/// Cassandra down under load; the lake's disk full or read-only.
+mod outage;
 /// The suite's report: one JSON line per check.
 mod report;
 /// What the lake and the serving tables hold, as comparable values.
 mod snapshot;
+/// The lake's disk full, or turned read-only, mid-run.
+mod storage;
 /// Fixtures shared with the serving tests.
 #[path = "../serve/support.rs"]
 #[allow(dead_code)]

@@ -19,6 +19,10 @@ pub fn record(kind: &str, mut entry: Value) {
     static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
     entry["kind"] = kind.into();
     let mut file = FILE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let file = file.get_or_insert_with(|| std::fs::File::create(path()).expect("the report file"));
+    let file = file.get_or_insert_with(|| {
+        std::fs::File::create(path()).expect("the report file");
+        // Appends: a line is never torn by another writer.
+        std::fs::OpenOptions::new().append(true).open(path()).expect("the report file")
+    });
     writeln!(file, "{entry}").expect("the report is written");
 }

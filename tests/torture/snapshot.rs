@@ -49,13 +49,8 @@ impl Snapshot {
             })
             .unwrap_or_default();
         landing.sort();
-        Self {
-            landing,
-            raw: rows(lake, RAW).await,
-            rejected: rows(lake, REJECTED).await,
-            sessions: rows(lake, SESSIONS).await,
-            served: dump(session, keyspace).await,
-        }
+        let [raw, rejected, sessions] = lake_rows(lake).await;
+        Self { landing, raw, rejected, sessions, served: dump(session, keyspace).await }
     }
 
     /// Rows compared when two snapshots are compared.
@@ -118,6 +113,11 @@ impl Snapshot {
             + reference.served.completed.difference(&self.served.completed).count();
         (lake + served) as u64
     }
+}
+
+/// The rows of the raw, rejected and sessions tables, sorted.
+pub async fn lake_rows(lake: &Path) -> [Rows; 3] {
+    [rows(lake, RAW).await, rows(lake, REJECTED).await, rows(lake, SESSIONS).await]
 }
 
 async fn rows(lake: &Path, statement: &str) -> Rows {
