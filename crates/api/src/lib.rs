@@ -13,7 +13,8 @@
 //! The API owns the two traits it needs from outside ([`store`]), so its
 //! tests can run without Cassandra or Delta Lake; the binary plugs in the
 //! real ones. [`serve`] runs the router on a listener until a shutdown
-//! future resolves, letting requests in flight finish.
+//! future resolves, letting requests in flight finish, and cuts off clients
+//! too slow to send a request's head.
 
 pub mod auth;
 pub mod connect;
@@ -94,12 +95,89 @@ async fn time_limit(State(state): State<AppState>, request: Request, next: Next)
     }
 }
 
+/// How long a client may take to send a request's head (request line and
+/// headers), counted from the connection's start or the end of the previous
+/// response; after it the connection is closed without an answer. So it is
+/// also how long an idle keep-alive connection is kept. hyper's own default.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection-level limits of [`serve_with`].
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// See [`HEADER_READ_TIMEOUT`], the default.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { header_read_timeout: HEADER_READ_TIMEOUT }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves; requests in
-/// flight are finished first.
+/// flight are finished first. A client that takes longer than
+/// [`HEADER_READ_TIMEOUT`] to send a request's head is disconnected.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    serve_with(listener, router, shutdown, ServeOptions::default()).await
+}
+
+/// [`serve`] with explicit connection limits.
+///
+/// This is `axum::serve` plus a header read timeout. `axum::serve` drives
+/// hyper without a timer, and hyper enforces its header read timeout only
+/// with one: a client sending its headers one byte at a time and never
+/// finishing (slow loris), or connecting and sending nothing, held a
+/// connection and a task for ever. Slow *bodies* are bounded by the request
+/// timeout middleware (503), since the handlers read bodies inside it.
+/// Like `axum::serve`: accept errors (e.g. out of file descriptors) are
+/// logged and retried by axum's `Listener`; on shutdown no new connection is
+/// accepted, idle ones are closed, and requests in flight are finished.
+pub async fn serve_with(
+    mut listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(options.header_read_timeout);
+    // Dropped on shutdown: every connection task sees it closed.
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(());
+    // Each connection task holds a receiver: all dropped = all connections done.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let connection = http.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(router.clone()),
+        );
+        let mut shutdown_rx = shutdown_rx.clone();
+        let done_rx = done_rx.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = shutdown_rx.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(done_rx);
+        });
+    }
+    drop(listener);
+    drop(shutdown_tx);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
 }

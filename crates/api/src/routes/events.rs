@@ -13,8 +13,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sessionlake_model::parse::parse_line;
+use sessionlake_model::reject::RejectReason;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, Detail};
@@ -86,13 +87,19 @@ pub struct EventsRejected {
         (status = 503, description = "the lake could not commit now; nothing acknowledged, retry the batch", body = Detail),
     )
 )]
-pub async fn post_events(State(state): State<AppState>, body: Result<Json<Vec<Value>>, JsonRejection>) -> Response {
+pub async fn post_events(State(state): State<AppState>, body: Result<Json<Batch>, JsonRejection>) -> Response {
     match accept(&state, body).await {
         Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
         Err(Refusal::Invalid(rejected)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(rejected)).into_response(),
         Err(Refusal::Error(error)) => error.into_response(),
     }
 }
+
+/// The body: a JSON array whose elements are kept as the exact text the
+/// client sent. Each element goes to the file parser as a line would, so a
+/// repeated key is refused as in a file; parsed into `serde_json::Value`
+/// first, the last of the two values would silently win.
+type Batch = Vec<Box<RawValue>>;
 
 enum Refusal {
     Invalid(EventsRejected),
@@ -105,7 +112,7 @@ impl From<ApiError> for Refusal {
     }
 }
 
-async fn accept(state: &AppState, body: Result<Json<Vec<Value>>, JsonRejection>) -> Result<EventsAccepted, Refusal> {
+async fn accept(state: &AppState, body: Result<Json<Batch>, JsonRejection>) -> Result<EventsAccepted, Refusal> {
     let Json(values) = body.map_err(ApiError::from)?;
     if values.is_empty() || values.len() > MAX_EVENTS_PER_REQUEST {
         return Err(ApiError::unprocessable(format!(
@@ -117,12 +124,12 @@ async fn accept(state: &AppState, body: Result<Json<Vec<Value>>, JsonRejection>)
     let mut events = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
     for (index, value) in values.iter().enumerate() {
-        match parse_line(value.to_string().as_bytes()) {
+        match parse_line(value.get().as_bytes()) {
             Ok(event) => events.push(event),
             Err(rejection) => errors.push(EventError {
                 index,
                 reason: rejection.reason.code().to_string(),
-                message: rejection.message.clone(),
+                message: client_message(value, rejection.reason, rejection.message),
             }),
         }
     }
@@ -143,4 +150,18 @@ async fn accept(state: &AppState, body: Result<Json<Vec<Value>>, JsonRejection>)
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     metrics.events_accepted.inc_by(count as u64);
     Ok(EventsAccepted { accepted: count, raw_version: committed.raw_version })
+}
+
+/// The parser's message, fit for a client. When an element is JSON the
+/// parser can read but still refuses as `invalid_json` (a repeated key, a
+/// wrong-typed field the event does not use), the parser's message quotes
+/// the event as a Rust value: that is for the rejected table, not for
+/// clients.
+fn client_message(element: &RawValue, reason: RejectReason, message: String) -> String {
+    let is_readable_json = || serde_json::from_str::<serde_json::Value>(element.get()).is_ok();
+    if reason == RejectReason::InvalidJson && is_readable_json() {
+        return "the event is not a well-formed event object (e.g. a repeated key, or a field of the wrong type)"
+            .into();
+    }
+    message
 }

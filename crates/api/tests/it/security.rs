@@ -1,0 +1,529 @@
+//! Security: API keys are never logged or echoed; checking a key takes as
+//! long whatever the guess (no early exit, every key compared); path and
+//! query parameters reach the store only as validated, typed values (no
+//! CQL injection: the real store binds them to prepared statements, which
+//! the Cassandra suite covers); no answer shows internals, not even a
+//! panic's.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::json;
+use sessionlake_api::store::{Committed, EventSink, SessionStore, Unavailable};
+use sessionlake_api::{ApiKeys, ApiSettings, AppState, ServeOptions, TokenSigner};
+use sessionlake_cassandra::read::{Cursor, Page, StartedWindow};
+use sessionlake_model::{Clock, Event};
+use sha2::{Digest, Sha256};
+
+use crate::fakes::*;
+use crate::wire::{Conn, RawResponse, Server, assert_no_internals};
+
+// Keys never logged or echoed.
+
+/// The key clients are given; its core (`Hq2Xv9LmP4tR8w`) is what any
+/// echo, escaped or encoded, would still show.
+const RIGHT_KEY: &str = "sl_live_Hq2Xv9LmP4tR8wZ3_kY";
+/// The right key with one character changed: looks like a key.
+const WRONG_KEY: &str = "sl_live_Hq2Xv9LmP4tR8wZ4_kY";
+/// Keys with characters that need escaping in JSON, URLs and logs.
+const SPECIAL_KEYS: [&str; 2] = ["Qm7Tz2Kd \"quoted\" 'single' \\back {json} %27 <b>&amp;", "ключ-🔑-Zx81Qp;DROP--"];
+/// Substrings any leak of one of the keys above would contain.
+const KEY_CORES: [&str; 4] = ["Hq2Xv9LmP4tR8w", "Qm7Tz2Kd", "Zx81Qp", "ключ"];
+
+/// Everything a tracing subscriber writes, for the test to search.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Asserts that none of the keys shows in `text`, in any form.
+fn assert_no_key(what: &str, text: &str) {
+    let mut keys = vec![RIGHT_KEY, WRONG_KEY];
+    keys.extend(SPECIAL_KEYS);
+    for key in keys {
+        assert!(!text.contains(key), "{what} shows the key {key:?}:\n{text}");
+        assert!(!text.contains(&percent_encoded(key)), "{what} shows the key {key:?}, percent-encoded:\n{text}");
+        assert!(!text.contains(&hex(&Sha256::digest(key.as_bytes()))), "{what} shows the digest of {key:?}:\n{text}");
+    }
+    for core in KEY_CORES {
+        assert!(!text.contains(core), "{what} shows part of a key ({core:?}):\n{text}");
+    }
+}
+
+fn whole_response(response: &RawResponse) -> String {
+    let headers: Vec<String> = response.headers.iter().map(|(name, value)| format!("{name}: {value}")).collect();
+    format!("{}\n{}\n{}", response.status, headers.join("\n"), response.text())
+}
+
+/// Path, method, header lines carrying the key, body, and the expected
+/// status with the right key and with a wrong one.
+type KeyedRequest<'a> = (String, &'a str, Vec<Vec<u8>>, Option<&'a str>, (u16, u16));
+
+#[tokio::test]
+async fn api_keys_are_never_logged_nor_echoed() {
+    // Everything at every level, span fields included, from this thread:
+    // the test's runtime is single-threaded, so the server logs here too.
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut configured = vec![RIGHT_KEY];
+    configured.extend(SPECIAL_KEYS);
+    let (router, _, sink) = app_with(Some(fixture_store()), &configured);
+    let server = Server::start(router, ServeOptions::default()).await;
+    let completed = format!("/models/completed-sessions/{}", player(1));
+    // tracing caches per call site whether anyone listens; a test on another
+    // thread hitting a call site for the first time while this subscriber
+    // registers can leave it cached as "nobody" (an empty log here). Once
+    // the request path's call sites are registered, a rebuild settles it.
+    for path in ["/health", completed.as_str()] {
+        let mut conn = Conn::open(server.addr).await;
+        conn.send(format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        conn.response().await.unwrap().unwrap();
+    }
+    tracing::callsite::rebuild_interest_cache();
+    log.0.lock().unwrap().clear();
+    let event =
+        json!([{"event": "start", "ts": "2016-11-06T23:30:00", "session_id": "00000000-0000-4000-8000-000000000001",
+                        "player_id": player(7), "country": "FI"}])
+        .to_string();
+    let content_length = format!("content-length: {}", event.len());
+    let special_wrong = SPECIAL_KEYS[0].replace('Q', "q");
+    let presented = [
+        (RIGHT_KEY, true),
+        (WRONG_KEY, false),
+        (SPECIAL_KEYS[0], true),
+        (SPECIAL_KEYS[1], true),
+        (&special_wrong, false),
+    ];
+    let mut answers = 0;
+    for (key, is_right) in presented {
+        let header = |name: &str| {
+            let mut line = format!("{name}: ").into_bytes();
+            line.extend_from_slice(key.as_bytes());
+            line
+        };
+        // Path, method, key headers, body; the status with the right key, with a wrong one.
+        let requests: Vec<KeyedRequest> = vec![
+            (completed.clone(), "GET", vec![header("x-api-key")], None, (200, 401)),
+            ("/models/started_sessions/IT/3".into(), "GET", vec![header("X-API-Key")], None, (200, 401)),
+            ("/events".into(), "POST", vec![header("x-api-key")], Some(&event), (202, 401)),
+            ("/metrics".into(), "GET", vec![header("x-api-key")], None, (200, 401)),
+            ("/nope".into(), "GET", vec![header("x-api-key")], None, (404, 401)),
+            ("/health".into(), "GET", vec![header("x-api-key")], None, (200, 200)),
+            // A key where it does not belong: in the query.
+            (format!("{completed}?api_key={}", percent_encoded(key)), "GET", vec![], None, (401, 401)),
+            // Twice: the first one counts.
+            (completed.clone(), "GET", vec![header("x-api-key"), header("x-api-key")], None, (200, 401)),
+        ];
+        for (path, method, key_headers, body, (right_status, wrong_status)) in requests {
+            let mut request = format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n").into_bytes();
+            for line in key_headers {
+                request.extend_from_slice(&line);
+                request.extend_from_slice(b"\r\n");
+            }
+            if let Some(body) = body {
+                request.extend_from_slice(
+                    format!("content-type: application/json\r\n{content_length}\r\n\r\n").as_bytes(),
+                );
+                request.extend_from_slice(body.as_bytes());
+            } else {
+                request.extend_from_slice(b"\r\n");
+            }
+            let mut conn = Conn::open(server.addr).await;
+            conn.send(&request).await.unwrap();
+            let response = conn.response().await.unwrap().unwrap();
+            let what = format!("{method} {path} with {key:?}");
+            let status = if is_right { right_status } else { wrong_status };
+            assert_eq!(response.status, status, "{what}: {}", response.text());
+            if status == 401 {
+                assert_eq!(response.json(), json!({"detail": "a valid X-API-Key header is required"}), "{what}");
+            }
+            assert_no_key(&format!("the answer to {what}"), &whole_response(&response));
+            answers += 1;
+        }
+    }
+    server.stop(Duration::from_secs(5)).await;
+    assert_eq!(sink.batches.lock().unwrap().len(), 3, "each right key posted once");
+
+    let log = log.text();
+    // The capture works: the requests, 401s among them, are in the log.
+    assert!(log.contains("/models/completed-sessions") && log.contains("401"), "nothing captured:\n{log}");
+    assert!(log.lines().count() >= answers, "{} lines for {answers} requests", log.lines().count());
+    assert_no_key("the log", &log);
+    // Nor does the configuration show them.
+    let settings = ApiSettings { api_keys: ApiKeys::new(configured), ..ApiSettings::default() };
+    assert_no_key("the settings' Debug output", &format!("{settings:?}"));
+}
+
+// Timing.
+
+/// Median nanoseconds per call of each arm: `rounds` rounds, each timing a
+/// batch of `batch` calls of every arm in turn (the order rotating), so that
+/// a busy machine slows all arms alike.
+fn median_nanos(arms: &[&dyn Fn() -> bool], batch: usize, rounds: usize) -> Vec<f64> {
+    let mut samples = vec![Vec::with_capacity(rounds); arms.len()];
+    for round in 0..rounds {
+        for turn in 0..arms.len() {
+            let arm = (round + turn) % arms.len();
+            let started = Instant::now();
+            for _ in 0..batch {
+                black_box(arms[arm]());
+            }
+            samples[arm].push(started.elapsed().as_nanos() as f64 / batch as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut times| {
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        })
+        .collect()
+}
+
+/// Calls per batch so that a batch of `call` takes about 2 ms.
+fn batch_for(call: &dyn Fn() -> bool) -> usize {
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_millis(20) {
+        black_box(call());
+        calls += 1;
+    }
+    (calls / 10).max(1)
+}
+
+/// Largest over smallest.
+fn spread(medians: &[f64]) -> f64 {
+    let max = medians.iter().copied().fold(f64::MIN, f64::max);
+    let min = medians.iter().copied().fold(f64::MAX, f64::min);
+    max / min
+}
+
+/// Arms whose medians differ by less than this ratio take "the same time".
+/// Generous for a busy machine; the early exits it must catch differ by
+/// 10 to 100 times (see the naive comparison below).
+const SAME_TIME: f64 = 1.5;
+
+/// Measures up to five times: `true` once the arms take the same time.
+/// (A real early exit shows on every attempt; noise on a busy machine
+/// seldom twice.)
+fn take_the_same_time(what: &str, arms: &[&dyn Fn() -> bool]) -> bool {
+    let batch = batch_for(arms[0]);
+    for attempt in 1..=5 {
+        let medians = median_nanos(arms, batch, 31);
+        eprintln!("{what}, attempt {attempt}: ns per call {medians:.0?}, spread {:.3}", spread(&medians));
+        if spread(&medians) < SAME_TIME {
+            return true;
+        }
+    }
+    false
+}
+
+/// A key of `length` characters, none repeated at the same place in `other`.
+fn long_key(length: usize, seed: u8) -> String {
+    (0..length).map(|index| (b'a' + ((index * 7 + usize::from(seed)) % 26) as u8) as char).collect()
+}
+
+fn changed_at(key: &str, index: usize) -> String {
+    let mut bytes = key.as_bytes().to_vec();
+    bytes[index] = if bytes[index] == b'Z' { b'Y' } else { b'Z' };
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn rejecting_a_key_takes_as_long_however_much_of_it_is_right() {
+    // A long key magnifies any early exit: a guess right up to its last
+    // character would take 16,383 byte comparisons longer.
+    let key = long_key(16 * 1024, 3);
+    let keys = ApiKeys::new([key.as_str()]);
+    let wrong_first = changed_at(&key, 0);
+    let wrong_last = changed_at(&key, key.len() - 1);
+    assert!(!keys.accepts(wrong_first.as_bytes()) && !keys.accepts(wrong_last.as_bytes()));
+    assert!(keys.accepts(key.as_bytes()));
+    assert!(
+        take_the_same_time(
+            "wrong first vs wrong last character",
+            &[&|| keys.accepts(wrong_first.as_bytes()), &|| keys.accepts(wrong_last.as_bytes())],
+        ),
+        "rejecting a key takes longer the more of it is right: an early-exit comparison"
+    );
+    // The measurement sees an early exit when there is one: the plain
+    // comparison of a naive implementation is flagged on every attempt.
+    let naive = |presented: &[u8]| presented == key.as_bytes();
+    assert!(
+        !take_the_same_time(
+            "a naive comparison (should differ)",
+            &[&|| naive(black_box(wrong_first.as_bytes())), &|| naive(black_box(wrong_last.as_bytes()))],
+        ),
+        "the measurement cannot see an early exit"
+    );
+}
+
+#[test]
+fn every_configured_key_is_compared_even_after_a_match() {
+    let many: Vec<String> = (0..256).map(|n| format!("key-{n:03}-{}", long_key(24, n as u8))).collect();
+    let keys = ApiKeys::new(&many);
+    let first = many[0].clone();
+    let last = many[255].clone();
+    let wrong = changed_at(&last, 5);
+    assert!(keys.accepts(first.as_bytes()) && keys.accepts(last.as_bytes()) && !keys.accepts(wrong.as_bytes()));
+    // The comparisons are what costs: 256 keys take clearly longer than one,
+    // so stopping at the first key that matches would show.
+    let one = ApiKeys::new([last.as_str()]);
+    let medians = median_nanos(
+        &[&|| one.accepts(wrong.as_bytes()), &|| keys.accepts(wrong.as_bytes())],
+        batch_for(&|| keys.accepts(wrong.as_bytes())),
+        31,
+    );
+    eprintln!("1 key vs 256 keys: ns per call {medians:.0?}");
+    assert!(medians[1] > medians[0] * 2.0, "comparing 256 keys costs too little to measure: {medians:?}");
+    assert!(
+        take_the_same_time(
+            "the first key, the last key, a wrong key",
+            &[&|| keys.accepts(first.as_bytes()), &|| keys.accepts(last.as_bytes()), &|| keys
+                .accepts(wrong.as_bytes())],
+        ),
+        "the time to check a key depends on which key it is: the comparison stops early"
+    );
+}
+
+// No CQL injection.
+
+/// A store that records every call it gets, then answers as the fixture.
+#[derive(Default)]
+struct RecordingStore {
+    inner: FakeStore,
+    player_ids: Mutex<Vec<String>>,
+    windows: Mutex<Vec<StartedWindow>>,
+    cursors: Mutex<Vec<Cursor>>,
+}
+
+impl SessionStore for RecordingStore {
+    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>> {
+        self.inner.ping()
+    }
+
+    fn completed(
+        &self,
+        player_id: String,
+        cursor: Option<Cursor>,
+        page_size: usize,
+    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
+        self.player_ids.lock().unwrap().push(player_id.clone());
+        self.cursors.lock().unwrap().extend(cursor.clone());
+        self.inner.completed(player_id, cursor, page_size)
+    }
+
+    fn started(
+        &self,
+        window: StartedWindow,
+        cursor: Option<Cursor>,
+        page_size: usize,
+    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
+        self.windows.lock().unwrap().push(window.clone());
+        self.cursors.lock().unwrap().extend(cursor.clone());
+        self.inner.started(window, cursor, page_size)
+    }
+}
+
+/// The router over a store that records its calls (shared with the test).
+fn recorded_app() -> (axum::Router, Arc<RecordingStore>) {
+    let store = Arc::new(RecordingStore { inner: fixture_store(), ..RecordingStore::default() });
+    let settings = ApiSettings {
+        clock: Clock::fixed(chrono::DateTime::from_timestamp_millis(NOW_MS).unwrap()),
+        token_signer: TokenSigner::new(*b"test secret"),
+        ..ApiSettings::default()
+    };
+    let state = AppState::new(settings, Arc::new(FakeSink::default()));
+    state.set_store(store.clone());
+    (sessionlake_api::router(state), store)
+}
+
+#[tokio::test]
+async fn quotes_and_cql_in_parameters_never_reach_the_store() {
+    let (router, store) = recorded_app();
+    let hostile = [
+        "'",
+        "''",
+        "'; DROP TABLE api_completed_sessions; --",
+        "' OR 1=1 --",
+        "' OR '1'='1",
+        "1 OR 1=1",
+        "1; DROP KEYSPACE session_events",
+        "SELECT * FROM api_completed_sessions ALLOW FILTERING",
+        "\") OR token(player_id) > 0 --",
+        "IT' AND country = 'FR",
+        "IT'",
+        "3'",
+        "3; --",
+        "3 OR 1=1",
+        "3)",
+        "IT;",
+        "%27",
+        "%2527",
+        "3%27",
+    ];
+    // Values of the right length, so that only their characters refuse them.
+    let padded_player = |text: &str| {
+        let mut id = text.to_string();
+        id.push_str(&"a".repeat(32usize.saturating_sub(id.len())));
+        id.chars().take(32).collect::<String>()
+    };
+    let mut uris = Vec::new();
+    for value in hostile {
+        let encoded: String = value
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b == b'%' { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        uris.push((format!("/models/completed-sessions/{encoded}"), 422));
+        uris.push((format!("/models/completed-sessions/{}", percent_encode_all(&padded_player(value))), 422));
+        uris.push((format!("/models/started_sessions/{encoded}/3"), 422));
+        uris.push((format!("/models/started_sessions/IT/{encoded}"), 422));
+        uris.push((format!("/models/started_sessions/IT/3?page_size={encoded}"), 422));
+        uris.push((format!("/models/completed-sessions/{}?page_size={encoded}", player(1)), 422));
+        uris.push((format!("/models/started_sessions/IT/3?page_token={encoded}"), 400));
+        uris.push((format!("/models/completed-sessions/{}?page_token={encoded}", player(1)), 400));
+    }
+    // A genuine token with a quote appended, and a CQL blob literal as id.
+    let first = get(&router, "/models/started_sessions/IT/24?page_size=5").await.json();
+    let token = first["next_page_token"].as_str().unwrap().to_string();
+    uris.push((format!("/models/started_sessions/IT/24?page_token={token}%27"), 400));
+    uris.push((format!("/models/started_sessions/IT/24?page_token={token}%27%20OR%201%3D1"), 400));
+    uris.push(("/models/completed-sessions/0x0a2d12a1a7e145de8bae44c0c6e066".to_string(), 422));
+    let calls_before = (store.player_ids.lock().unwrap().len(), store.windows.lock().unwrap().len());
+
+    for (uri, status) in &uris {
+        let answer = get(&router, uri).await;
+        assert_eq!(answer.status.as_u16(), *status, "{uri}: {}", answer.text());
+        assert!(answer.json()["detail"].is_string(), "{uri}");
+        assert_no_internals(uri, &answer.text());
+    }
+    let calls_after = (store.player_ids.lock().unwrap().len(), store.windows.lock().unwrap().len());
+    assert_eq!(calls_before, calls_after, "a refused request reached the store");
+
+    // CQL keywords that are valid values are just values: two letters are a
+    // country, bound as such (no quote, no statement can come of it).
+    for country in ["OR", "IN", "BY", "to"] {
+        let answer = get(&router, &format!("/models/started_sessions/{country}/3")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{country}");
+    }
+    // Upper-case hex ids arrive in the canonical lower case.
+    get(&router, &format!("/models/completed-sessions/{}", "ABCDEF0123456789ABCDEF0123456789")).await;
+    // Whatever reached the store has the shape of its type.
+    let player_ids = store.player_ids.lock().unwrap();
+    let windows = store.windows.lock().unwrap();
+    assert!(player_ids.contains(&"abcdef0123456789abcdef0123456789".to_string()));
+    assert!(windows.iter().any(|window| window.country == "OR"));
+    for id in player_ids.iter() {
+        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id:?}");
+    }
+    for window in windows.iter() {
+        assert!(window.country.len() == 2 && window.country.bytes().all(|b| b.is_ascii_uppercase()), "{window:?}");
+    }
+}
+
+fn percent_encode_all(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+// No internals leaked.
+
+#[tokio::test]
+async fn the_openapi_document_shows_no_internals() {
+    let (router, _) = app();
+    let answer = get(&router, "/openapi.json").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_no_internals("/openapi.json", &answer.text());
+}
+
+/// A sink and a store that panic, with a message full of internals.
+struct Panicking;
+
+const PANIC_MESSAGE: &str =
+    "secret at /home/dev/sessionlake/crates/api/src/routes/events.rs:42: called `Option::unwrap()` on a `None` value";
+
+impl EventSink for Panicking {
+    fn append(&self, _events: Vec<Event>) -> BoxFuture<'_, Result<Committed, Unavailable>> {
+        async { panic!("{PANIC_MESSAGE}") }.boxed()
+    }
+}
+
+impl SessionStore for Panicking {
+    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>> {
+        panic!("{PANIC_MESSAGE}")
+    }
+
+    fn completed(&self, _: String, _: Option<Cursor>, _: usize) -> BoxFuture<'_, Result<Page, Unavailable>> {
+        panic!("{PANIC_MESSAGE}")
+    }
+
+    fn started(&self, _: StartedWindow, _: Option<Cursor>, _: usize) -> BoxFuture<'_, Result<Page, Unavailable>> {
+        async { panic!("{PANIC_MESSAGE}") }.boxed()
+    }
+}
+
+#[tokio::test]
+async fn a_panic_is_a_generic_500_that_shows_nothing_of_it() {
+    let state = AppState::new(ApiSettings::default(), Arc::new(Panicking));
+    state.set_store(Arc::new(Panicking));
+    let router = sessionlake_api::router(state);
+    let event = json!([{"event": "start", "ts": "2016-11-06T23:30:00", "session_id": "00000000-0000-4000-8000-000000000001",
+                        "player_id": player(7), "country": "FI"}]);
+    let requests = vec![
+        Request::post("/events")
+            .header("content-type", "application/json")
+            .body(Body::from(event.to_string()))
+            .unwrap(),
+        Request::get(format!("/models/completed-sessions/{}", player(1))).body(Body::empty()).unwrap(),
+        Request::get("/models/started_sessions/IT/3").body(Body::empty()).unwrap(),
+        Request::get("/ready").body(Body::empty()).unwrap(),
+    ];
+    for request in requests {
+        let what = request.uri().to_string();
+        let answer = send(&router, request).await;
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{what}");
+        assert_eq!(answer.json(), json!({"detail": "internal error"}), "{what}");
+        assert_no_internals(&what, &answer.text());
+        assert!(!answer.text().contains("secret"), "{what}");
+    }
+    // The server lives on.
+    assert_eq!(get(&router, "/health").await.status, StatusCode::OK);
+}
