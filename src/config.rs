@@ -261,6 +261,10 @@ pub struct ApiOptions {
     /// Largest request body, in bytes (413 above).
     #[arg(long, env = "SESSIONLAKE_API_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,
+    /// After this many live commits of posted events, compact the event
+    /// dates they touched (in the background; 0 never compacts).
+    #[arg(long, env = "SESSIONLAKE_API_COMPACT_AFTER_COMMITS", default_value_t = 64)]
+    pub compact_after_commits: u64,
     /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
     pub shutdown_grace_seconds: f64,

@@ -81,7 +81,9 @@ impl RunningApi {
         if options.token_secret.is_none() {
             info!("no SESSIONLAKE_API_TOKEN_SECRET: page tokens are valid in this process only");
         }
-        let live = LiveIngest::start(Lake::new(&global.lake), LiveSettings::default())
+        let live_settings =
+            LiveSettings { compact_after_commits: options.compact_after_commits, ..LiveSettings::default() };
+        let live = LiveIngest::start(Lake::new(&global.lake), live_settings)
             .await
             .context("while opening the raw table for live ingest")?;
         let state = AppState::new(settings, Arc::new(LakeSink(live.clone())));

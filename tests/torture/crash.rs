@@ -9,7 +9,6 @@
 //! Seeded: `TORTURE_SEED=<n>` replays a run (the seed is printed, and named
 //! in every failure); `TORTURE_KILLS=<n>` sets how many kills land (20).
 
-use std::io::{BufRead, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,14 +19,10 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use sessionlake_model::crash;
 
+use crate::dataset::dataset;
 use crate::report;
 use crate::snapshot::Snapshot;
 use crate::support::{connect, drop_keyspace, nodes, sessionlake};
-
-/// Sessions generated before the files are cut down to a few dates.
-const GENERATED_SESSIONS: &str = "8000";
-/// Event dates kept (one raw MERGE each per file): few, so a trial is quick.
-const KEPT_DATES: [&str; 3] = ["2016-11-01", "2016-11-02", "2016-11-03"];
 
 /// How a command is killed.
 #[derive(Debug, Clone)]
@@ -43,52 +38,6 @@ enum Kill {
 struct Reference {
     seconds: f64,
     report: Value,
-}
-
-/// The two input files, with events of a few dates (and the undated bad
-/// lines), alternating lines: a session's start and end often land in
-/// different files.
-fn dataset(dir: &Path, seed: u64) -> [PathBuf; 2] {
-    let generated = dir.join("generated.jsonl.bz2");
-    let output = sessionlake(
-        dir,
-        &[
-            "generate",
-            "--out",
-            &generated.display().to_string(),
-            "--sessions",
-            GENERATED_SESSIONS,
-            "--seed",
-            &seed.to_string(),
-            "--anomaly-rate",
-            "0.03",
-        ],
-    )
-    .output()
-    .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let reader = std::io::BufReader::new(bzip2::read::MultiBzDecoder::new(std::fs::File::open(&generated).unwrap()));
-    let files = [dir.join("events-a.jsonl.bz2"), dir.join("events-b.jsonl.bz2")];
-    let mut writers = files
-        .clone()
-        .map(|path| bzip2::write::BzEncoder::new(std::fs::File::create(path).unwrap(), bzip2::Compression::fast()));
-    let mut kept = 0usize;
-    for line in reader.split(b'\n') {
-        let line = line.unwrap();
-        let text = String::from_utf8_lossy(&line);
-        let dated = text.contains("\"ts\":\"2016-") || text.contains("\"ts\":\"2015-");
-        if dated && !KEPT_DATES.iter().any(|date| text.contains(&format!("\"ts\":\"{date}"))) {
-            continue;
-        }
-        let writer = &mut writers[kept % 2];
-        writer.write_all(&line).unwrap();
-        writer.write_all(b"\n").unwrap();
-        kept += 1;
-    }
-    for writer in writers {
-        writer.finish().unwrap();
-    }
-    files
 }
 
 /// The pipeline, one `run` per file, into `lake` and `keyspace`.

@@ -7,8 +7,14 @@
 //! (`SESSIONLAKE_CASSANDRA_NODES`, default 127.0.0.1:9042), each in
 //! keyspaces of its own.
 
+/// Two writers at once: raw and raw, sessions and the API, API and API.
+mod concurrency;
 /// SIGKILL anywhere, restart, compare with an uninterrupted run.
 mod crash;
+/// The generated input files.
+mod dataset;
+/// Hostile input files: the corpus in `tests/corpus`, each case's outcome.
+mod hostile_files;
 /// Cassandra down under load; the lake's disk full or read-only.
 mod outage;
 /// The suite's report: one JSON line per check.

@@ -45,7 +45,13 @@ impl Lake {
         }
         let url = table_url(&dir)?;
         let table = DeltaTable::try_from_url(url).await.map_err(LakeError::delta(spec.name))?;
-        spec.create(table).await
+        match spec.create(table).await {
+            Ok(table) => Ok(table),
+            // Another process created it between the look and the create
+            // (found by the torture suite: two API processes starting on an
+            // empty lake); its table is the one to use.
+            Err(error) => self.open(spec).await?.ok_or(error),
+        }
     }
 
     /// Opens an existing table; `None` when it has not been created yet.

@@ -33,6 +33,16 @@ fn country_on_an_end_is_ignored() {
 }
 
 #[test]
+fn country_of_any_type_on_an_end_is_ignored() {
+    for country in ["358", "{}", r#"["FI"]"#, "true"] {
+        let line = END.replace(r#""event":"end""#, &format!(r#""event":"end","country":{country}"#));
+        assert_eq!(parse_line(line.as_bytes()).unwrap(), parse_line(END.as_bytes()).unwrap(), "{line}");
+    }
+    let repeated = END.replace(r#""event":"end""#, r#""event":"end","country":1,"country":2"#);
+    assert_eq!(reason(&repeated), RejectReason::InvalidJson);
+}
+
+#[test]
 fn escaped_strings_still_parse() {
     let line = START.replace(r#""FI""#, r#""\u0046I""#);
     assert_eq!(parse_line(line.as_bytes()).unwrap().country_text(), Some("FI"));

@@ -1,13 +1,14 @@
 //! Event timestamps: the file's ISO-8601 format, as microseconds since the
 //! Unix epoch (UTC), and the day number that Delta stores for a `date`.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]`, read as UTC, or the same with a
 /// `Z` or `±HH:MM` offset, converted to UTC. Fractions beyond microseconds
-/// are truncated. Returns microseconds since the epoch.
+/// are truncated. The UTC instant must fall in the years the format can
+/// write (0000 to 9999). Returns microseconds since the epoch.
 pub fn parse_ts_micros(text: &str) -> Option<i64> {
     // The common case (no offset) is checked by hand: it is ~10x faster than
     // chrono's format-string parser and stricter about the shape.
@@ -42,8 +43,18 @@ pub fn parse_ts_micros(text: &str) -> Option<i64> {
         [] => local.and_utc(),
         [b'Z'] | [b'z'] => local.and_utc(),
         _ => {
-            // An explicit offset: let chrono validate and apply it.
-            DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)
+            // An explicit offset: let chrono validate and apply it. An offset
+            // can carry the instant out of the four-digit years (e.g.
+            // `9999-12-31T23:30:00-01:00` is year 10000 in UTC): such a ts
+            // cannot be written back in the file's format, and its EVENT_DATE
+            // partition (`+10000-01-01`) broke every later `sessions` run
+            // (delta-rs could not find the change-data file it wrote), so it
+            // does not parse.
+            let utc = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
+            if !(0..=9999).contains(&utc.year()) {
+                return None;
+            }
+            utc
         }
     };
     Some(utc.timestamp_micros())
@@ -100,6 +111,8 @@ mod tests {
             "2016-12-02T25:00:00",
             "2016-12-02T12:48:05.",
             "2016-12-02T12:48:05+0200x",
+            "9999-12-31T23:30:00-01:00",
+            "0000-01-01T00:30:00+01:00",
         ] {
             assert_eq!(parse_ts_micros(bad), None, "{bad}");
         }

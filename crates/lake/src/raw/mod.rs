@@ -10,7 +10,8 @@
 //!
 //! - `sessionlake-raw/<sha256>` = N — the file's first N dates (in date
 //!   order) are merged;
-//! - `sessionlake-raw-done/<sha256>` — the whole file is (on its last MERGE);
+//! - `sessionlake-raw-done/<sha256>` — the whole file is (on its last
+//!   MERGE, or in a commit of its own when there is nothing to insert);
 //! - `sessionlake-rejected/<sha256>` — its rejected lines are written.
 //!
 //! So a crash at any point resumes where it stopped, and a re-run of a
@@ -36,8 +37,9 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::logical_expr::Expr;
 use deltalake::datafusion::prelude::{SessionContext, lit};
 use deltalake::datafusion::scalar::ScalarValue;
-use deltalake::kernel::transaction::TransactionError;
+use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
 use deltalake::operations::merge::MergeMetrics;
+use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use sessionlake_model::tables::raw as columns;
 use sessionlake_model::time::date_of_day;
@@ -102,6 +104,7 @@ impl RawStage {
         let entries = Manifest::in_dir(&self.lake.landing_dir()).entries()?;
         let mut raw_table = self.lake.open_or_create(&RAW).await?;
         let mut rejected_table = self.lake.open_or_create(&REJECTED).await?;
+        let mut first_corrupt_file = None;
         for entry in &entries {
             let markers = FileMarkers::of(entry);
             if txn::applied_version(&raw_table, RAW.name, &markers.done).await?.is_some() {
@@ -109,9 +112,25 @@ impl RawStage {
                 continue;
             }
             let path = self.lake.landing_dir().join(&entry.file);
-            (raw_table, rejected_table) =
-                self.process_file(entry, &path, &markers, raw_table, rejected_table, &mut report).await?;
-            report.files_processed += 1;
+            match self.process_file(entry, &path, &markers, raw_table, rejected_table, &mut report).await {
+                Ok(tables) => {
+                    (raw_table, rejected_table) = tables;
+                    report.files_processed += 1;
+                }
+                // A file that does not decompress fails the run, but only
+                // once the files landed after it are processed: one bad file
+                // must not hold back every later one. Nothing of it was
+                // written (a file is read whole before its first commit).
+                Err(error @ LakeError::Corrupt { .. }) => {
+                    first_corrupt_file.get_or_insert(error);
+                    raw_table = self.lake.open_or_create(&RAW).await?;
+                    rejected_table = self.lake.open_or_create(&REJECTED).await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if let Some(error) = first_corrupt_file {
+            return Err(error);
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
@@ -151,6 +170,7 @@ impl RawStage {
             .collect();
         report.dates_skipped += (parsed.days.len() - selected.len()) as u64;
         let bar = progress::steps_bar(selected.len() as u64, "raw merge", self.show_progress);
+        let mut done_committed = false;
         for &(position, day) in &selected {
             bar.set_message(date_of_day(day).to_string());
             let mut commit_markers = Vec::new();
@@ -163,6 +183,8 @@ impl RawStage {
             let events = &parsed.days[&day];
             let (table, inserted) = merge_date(raw_table, day, events, commit_markers).await?;
             raw_table = table;
+            // An insert-only MERGE commits (with its markers) iff it inserts.
+            done_committed |= !self.debug && position == parsed.days.len() && inserted > 0;
             crash::point(crash::RAW_AFTER_DATE_MERGE);
             report.inserted += inserted;
             report.duplicates += events.len() as u64 - inserted;
@@ -170,6 +192,15 @@ impl RawStage {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        // The done marker rides on the last date's MERGE, but a MERGE that
+        // inserts nothing (every event already there) makes no commit, and
+        // a file without a valid event (empty, all rejected) has no MERGE:
+        // without a commit of their own for the markers, such a file is
+        // read again by every later run, which reports its lines again.
+        if !self.debug && !done_committed {
+            let markers = vec![(markers.progress.clone(), parsed.days.len() as i64), (markers.done.clone(), 1)];
+            raw_table = commit_markers_only(raw_table, markers).await?;
+        }
         Ok((raw_table, rejected_table))
     }
 
@@ -181,16 +212,32 @@ impl RawStage {
         report: &mut RawReport,
     ) -> Result<DeltaTable> {
         let marker = FileMarkers::of(entry).rejected;
-        if parsed.rejected.is_empty() || txn::applied_version(&rejected_table, REJECTED.name, &marker).await?.is_some()
-        {
+        if parsed.rejected.is_empty() {
             return Ok(rejected_table);
         }
-        let batch = batch::rejected_batch(&parsed.rejected, &entry.file, chrono::Utc::now())?;
-        let table = rejected_table
-            .write(vec![batch])
-            .with_commit_properties(txn::commit_with([(marker, 1)]))
-            .await
-            .map_err(LakeError::delta(REJECTED.name))?;
+        let mut table = rejected_table;
+        for attempt in 0.. {
+            if txn::applied_version(&table, REJECTED.name, &marker).await?.is_some() {
+                return Ok(table);
+            }
+            let batch = batch::rejected_batch(&parsed.rejected, &entry.file, chrono::Utc::now())?;
+            let written =
+                table.clone().write(vec![batch]).with_commit_properties(txn::commit_with([(marker.clone(), 1)])).await;
+            match written {
+                Ok(written) => {
+                    table = written;
+                    break;
+                }
+                // Another `raw` run wrote this file's rejects first (the
+                // marker conflicts): reload, and find the marker applied.
+                // Found by the torture suite's two concurrent raw runs.
+                Err(error) if is_commit_conflict(&error) && attempt < MERGE_CONFLICT_RETRIES => {
+                    warn!(file = %entry.file, "rejected rows: commit conflict, reloading ({error})");
+                    table.update_state().await.map_err(LakeError::delta(REJECTED.name))?;
+                }
+                Err(error) => return Err(LakeError::delta(REJECTED.name)(error)),
+            }
+        }
         report.rejected += parsed.rejected.len() as u64;
         for (reason, count) in parsed.rejected_by_reason() {
             *report.rejected_by_reason.entry(reason.code().to_string()).or_insert(0) += count;
@@ -217,6 +264,34 @@ impl FileMarkers {
             rejected: format!("sessionlake-rejected/{}", entry.sha256),
         }
     }
+}
+
+/// Commits `markers` to the raw table with no data (an append of nothing),
+/// unless the last of them (the done marker) is already there: a
+/// concurrent `raw` run of the same file may commit them first, which
+/// conflicts, and then the reloaded table has them.
+async fn commit_markers_only(mut table: DeltaTable, markers: Vec<(String, i64)>) -> Result<DeltaTable> {
+    let done = markers.last().map(|(app_id, _)| app_id.clone()).unwrap_or_default();
+    for attempt in 0.. {
+        if txn::applied_version(&table, RAW.name, &done).await?.is_some() {
+            break;
+        }
+        let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+        let snapshot = table.snapshot().map_err(LakeError::delta(RAW.name))?;
+        let committed = CommitBuilder::from(txn::commit_with(markers.clone()))
+            .build(Some(snapshot), table.log_store(), operation)
+            .await;
+        match committed {
+            Ok(_) => break,
+            Err(error) if is_commit_conflict(&error) && attempt < MERGE_CONFLICT_RETRIES => {
+                warn!("raw markers: commit conflict, reloading ({error})");
+            }
+            Err(error) => return Err(LakeError::delta(RAW.name)(error)),
+        }
+        table.update_state().await.map_err(LakeError::delta(RAW.name))?;
+    }
+    table.update_state().await.map_err(LakeError::delta(RAW.name))?;
+    Ok(table)
 }
 
 /// Keeps the first of events sharing an identity (kind + session), in file
@@ -304,12 +379,26 @@ pub(crate) async fn merge_new_rows(
             Ok((table, metrics)) => return Ok(MergedRows { table, metrics, conflicts_retried }),
             Err(error) if is_commit_conflict(&error) && conflicts_retried < max_conflict_retries => {
                 conflicts_retried += 1;
-                warn!(retry = conflicts_retried, reason = %error, "raw merge lost a commit race; reloading and merging again");
+                let pause = conflict_backoff(conflicts_retried);
+                warn!(retry = conflicts_retried, reason = %error, "raw merge lost a commit race; reloading and merging again in {pause:?}");
+                tokio::time::sleep(pause).await;
                 table.update_state().await.map_err(LakeError::delta(RAW.name))?;
             }
             Err(error) => return Err(LakeError::delta(RAW.name)(error)),
         }
     }
+}
+
+/// How long to wait before the `retry`-th attempt after a lost commit race:
+/// a random share of an exponentially growing bound (20 ms doubling, at most
+/// 1 s). Without it, two writers that commit at the same pace (two API
+/// processes on one lake) kept colliding until their retries ran out — found
+/// by the torture suite.
+pub(crate) fn conflict_backoff(retry: u32) -> std::time::Duration {
+    let bound_ms = (20u64 << retry.min(6)).min(1_000);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let jitter = u64::from(nanos ^ std::process::id().rotate_left(16)) % (bound_ms + 1);
+    std::time::Duration::from_millis(jitter.max(bound_ms / 4))
 }
 
 /// Whether `error` means another writer committed first in a way this

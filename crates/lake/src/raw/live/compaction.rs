@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::stats::Counters;
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
-use crate::raw::is_commit_conflict;
+use crate::raw::{conflict_backoff, is_commit_conflict};
 use crate::schema::RAW;
 
 /// How a compaction ended.
@@ -90,7 +90,9 @@ async fn optimize_dates(
             Ok((_, metrics)) => return Ok((metrics, conflicts_retried)),
             Err(error) if is_commit_conflict(&error) && conflicts_retried < max_conflict_retries => {
                 conflicts_retried += 1;
-                warn!(retry = conflicts_retried, reason = %error, "compaction lost a commit race; trying again");
+                let pause = conflict_backoff(conflicts_retried);
+                warn!(retry = conflicts_retried, reason = %error, "compaction lost a commit race; trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
             }
             Err(error) => return Err(LakeError::delta(RAW.name)(error)),
         }

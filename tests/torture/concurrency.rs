@@ -1,0 +1,245 @@
+//! Two writers at once on one lake: two `raw` runs on the same landing
+//! zone; `sessions --follow` while the API group-commits posted events into
+//! the raw table it reads; two API processes posting (overlapping batches)
+//! into one lake, compacting often. Delta's optimistic concurrency must
+//! resolve every race: no commit lost, no row doubled, conflicts retried.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use sessionlake_lake::{Lake, query};
+
+use crate::dataset::dataset;
+use crate::report;
+use crate::snapshot::lake_rows;
+use crate::support::*;
+
+/// Gold rows that disagree with the raw table (a session missing on either
+/// side, or another first start or last end): 0 when consistent.
+const GOLD_VS_RAW: &str = "WITH r AS (SELECT session_id, \
+       MIN(CASE WHEN event = 'start' THEN ts END) AS s, MAX(CASE WHEN event = 'end' THEN ts END) AS e \
+     FROM r_session_events GROUP BY session_id) \
+   SELECT COUNT(*) FROM r FULL OUTER JOIN uc_delta_session_events g ON r.session_id = g.session_id \
+   WHERE r.session_id IS NULL OR g.session_id IS NULL \
+      OR (r.s IS DISTINCT FROM g.start_ts) OR (r.e IS DISTINCT FROM g.end_ts)";
+
+async fn count(lake: &Path, statement: &str) -> u64 {
+    let batches = query::sql(&Lake::new(lake), statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+    query::text_rows(&batches).unwrap()[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+/// Log lines of delta-rs commit conflicts that were retried.
+fn conflicts(log: &str) -> usize {
+    log.lines().filter(|line| line.contains("conflict")).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_raw_runs_on_the_same_landing_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dataset(dir.path(), 11);
+    let land = |lake: &Path| {
+        for file in &files {
+            report(sessionlake(lake, &["ingest", "--source", &file.display().to_string()]));
+        }
+    };
+    let reference = dir.path().join("reference");
+    land(&reference);
+    report(sessionlake(&reference, &["raw"]));
+    report(sessionlake(&reference, &["sessions"]));
+    let expected = lake_rows(&reference).await;
+
+    for round in 0..2 {
+        let lake = dir.path().join(format!("round-{round}"));
+        land(&lake);
+        let spawn = || {
+            sessionlake(&lake, &["raw"])
+                .env("SESSIONLAKE_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let runs: Vec<Child> = vec![spawn(), spawn()];
+        let mut logs = String::new();
+        for run in runs {
+            let output = run.wait_with_output().unwrap();
+            let log = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "both raw runs succeed: {log}");
+            assert!(!log.contains("panicked"), "{log}");
+            logs.push_str(&log);
+        }
+        report(sessionlake(&lake, &["sessions"]));
+        let got = lake_rows(&lake).await;
+        report::record(
+            "concurrency",
+            json!({
+                "what": "two raw runs on one landing zone",
+                "conflicts_logged": conflicts(&logs),
+                "rows_compared": expected.iter().map(Vec::len).sum::<usize>(),
+                "duplicates": got[0].len().saturating_sub(expected[0].len()) + got[1].len().saturating_sub(expected[1].len()),
+                "equal": got == expected,
+            }),
+        );
+        assert!(got == expected, "round {round}: two raw runs at once differ from one (conflicts: {logs})");
+    }
+}
+
+/// `n` distinct sessions (a start and an end each, the end 5 minutes
+/// later), as events in the file format, ids derived from `tag`.
+fn posted_sessions(tag: u32, n: u32) -> Vec<Value> {
+    (0..n)
+        .flat_map(|i| {
+            let session = format!("{tag:08x}-0000-4000-8000-{i:012x}");
+            let player = format!("{:032x}", u128::from(tag) << 64 | u128::from(i % 97));
+            let at = |minute: u32| format!("2016-11-0{}T{:02}:{:02}:00", 2 + i % 3, minute / 60, minute % 60);
+            let (start, end) = (at(i % 600), at(i % 600 + 5));
+            [
+                json!({"event": "start", "ts": start, "session_id": session, "player_id": player, "country": "ZZ"}),
+                json!({"event": "end", "ts": end, "session_id": session, "player_id": player}),
+            ]
+        })
+        .collect()
+}
+
+/// Posts `batches` to the APIs at `bases` (batch i to `targets(i)`), 16 at
+/// a time; returns every status (and prints the body of any but 202).
+async fn post_all(batches: &[Value], bases: &[String], targets: impl Fn(usize) -> Vec<usize>) -> Vec<u16> {
+    let client = Arc::new(reqwest::Client::new());
+    let requests: Vec<(String, String)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(index, batch)| targets(index).into_iter().map(move |target| (target, batch.to_string())))
+        .map(|(target, body)| (format!("{}/events", bases[target]), body))
+        .collect();
+    futures::stream::iter(requests)
+        .map(|(url, body)| {
+            let client = client.clone();
+            async move {
+                let response =
+                    client.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
+                let status = response.status().as_u16();
+                if status != 202 {
+                    eprintln!("POST /events: {status} {}", response.text().await.unwrap_or_default());
+                }
+                status
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_follows_while_the_api_commits_posted_events() {
+    let lake = PreparedLake::new(600, 61);
+    let nodes = nodes();
+    let keyspace = keyspace("follow_post");
+    let api = ApiProcess::start(&lake.lake, &nodes, &keyspace, None);
+    let mut follower = sessionlake(&lake.lake, &["sessions", "--follow", "--poll-seconds", "0.1"])
+        .env("SESSIONLAKE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = posted_sessions(0x51, 600);
+    // A session's start and end in different batches, often far apart.
+    let mut batches: Vec<Value> = events.chunks(10).map(|chunk| json!(chunk)).collect();
+    batches.rotate_left(7);
+    let ends_first: Vec<Value> = batches.split_off(batches.len() / 2);
+    let batches: Vec<Value> = ends_first.into_iter().chain(batches).collect();
+    let statuses = post_all(&batches, std::slice::from_ref(&api.base), |_| vec![0]).await;
+    assert!(statuses.iter().all(|status| *status == 202), "every batch accepted: {statuses:?}");
+
+    let expected_sessions = lake.truth_sum("sessions") + 600;
+    wait_until(Duration::from_secs(60), "sessions caught up", || async {
+        count(&lake.lake, "SELECT COUNT(*) FROM uc_delta_session_events").await == expected_sessions
+    })
+    .await;
+    follower.kill().unwrap();
+    let log = String::from_utf8_lossy(&follower.wait_with_output().unwrap().stderr).into_owned();
+    let api_log = api.stop();
+    let inconsistent = count(&lake.lake, GOLD_VS_RAW).await;
+    let raw_rows = count(&lake.lake, "SELECT COUNT(*) FROM r_session_events").await;
+    let distinct = count(&lake.lake, "SELECT COUNT(DISTINCT \"UNIQUE_ID_ROW\") FROM r_session_events").await;
+    report::record(
+        "concurrency",
+        json!({
+            "what": "sessions --follow while the API commits posted events",
+            "conflicts_logged": conflicts(&log) + conflicts(&api_log),
+            "rows_compared": raw_rows + expected_sessions,
+            "duplicates": raw_rows - distinct,
+            "lost": inconsistent,
+            "equal": inconsistent == 0 && raw_rows == distinct,
+        }),
+    );
+    assert_eq!(raw_rows, lake.truth_sum("raw_rows") + 1200, "every posted event once");
+    assert_eq!(raw_rows, distinct);
+    assert_eq!(inconsistent, 0, "the gold table agrees with the raw table");
+    assert!(!log.contains("panicked") && !api_log.contains("panicked"), "{log}{api_log}");
+    drop_keyspace(&*connect(&nodes).await, &keyspace).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_api_processes_post_into_one_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let nodes = nodes();
+    let keyspace = keyspace("two_apis");
+    // Both start on an empty lake at once (both may create the raw table),
+    // and compact every 4 commits (overlapping compactions).
+    let start = || {
+        let mut command =
+            sessionlake(&lake, &["api", "--addr", "127.0.0.1:0", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]);
+        command.env("SESSIONLAKE_API_COMPACT_AFTER_COMMITS", "4");
+        command
+    };
+    let (first, second) = (start(), start());
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| ApiProcess::spawn(first, "API listening on ", Duration::from_secs(60)));
+        let b = scope.spawn(|| ApiProcess::spawn(second, "API listening on ", Duration::from_secs(60)));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let events = posted_sessions(0xa2, 1_000);
+    let batches: Vec<Value> = events.chunks(10).map(|chunk| json!(chunk)).collect();
+    // Every batch to one API, every fifth to both (a retry on another replica).
+    let statuses = post_all(&batches, &[a.base.clone(), b.base.clone()], |index| match index % 5 {
+        0 => vec![0, 1],
+        odd if odd % 2 == 1 => vec![0],
+        _ => vec![1],
+    })
+    .await;
+    let logs = format!("{}{}", a.stop(), b.stop());
+    let warnings: Vec<&str> = logs.lines().filter(|line| line.contains("WARN") || line.contains("ERROR")).collect();
+    assert!(statuses.iter().all(|status| *status == 202), "every batch accepted: {statuses:?}\n{warnings:#?}");
+
+    let batches = query::sql(&Lake::new(&lake), "SELECT \"UNIQUE_ID_ROW\" FROM r_session_events").await.unwrap();
+    let rows: Vec<String> =
+        query::text_rows(&batches).unwrap().into_iter().map(|row| row[0].clone().unwrap()).collect();
+    let distinct: BTreeSet<&String> = rows.iter().collect();
+    let expected: BTreeSet<String> = events
+        .iter()
+        .map(|event| format!("{}-{}", event["event"].as_str().unwrap(), event["session_id"].as_str().unwrap()))
+        .collect();
+    let lost = expected.iter().filter(|id| !distinct.contains(id)).count();
+    report::record(
+        "concurrency",
+        json!({
+            "what": "two API processes posting into one lake, compacting every 4 commits",
+            "conflicts_logged": conflicts(&logs),
+            "rows_compared": expected.len(),
+            "duplicates": rows.len() - distinct.len(),
+            "lost": lost,
+            "equal": rows.len() == distinct.len() && lost == 0 && distinct.len() == expected.len(),
+        }),
+    );
+    assert_eq!(rows.len() - distinct.len(), 0, "no event twice");
+    assert_eq!(lost, 0, "no event lost");
+    assert_eq!(distinct.len(), expected.len(), "nothing else");
+    assert!(!logs.contains("panicked"), "{logs}");
+    drop_keyspace(&*connect(&nodes).await, &keyspace).await;
+}
