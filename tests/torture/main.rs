@@ -19,6 +19,8 @@ mod hostile_files;
 mod outage;
 /// The suite's report: one JSON line per check.
 mod report;
+/// Credentials from configuration; CQL in values is only data.
+mod security;
 /// What the lake and the serving tables hold, as comparable values.
 mod snapshot;
 /// The lake's disk full, or turned read-only, mid-run.

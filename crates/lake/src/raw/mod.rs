@@ -302,8 +302,12 @@ pub(crate) fn first_of_each(events: &[Event]) -> Vec<Event> {
 }
 
 /// How many times a raw MERGE is re-run after losing a commit race to
-/// another writer (live ingest, a compaction, another raw run).
-const MERGE_CONFLICT_RETRIES: u32 = 10;
+/// another writer (live ingest, a compaction, another raw run). A date's
+/// MERGE takes far longer than a live commit, so under a steady stream of
+/// posted events on the same dates it can lose many races in a row: 10 was
+/// too few under CI load (found by `.ci/run`); with the jittered backoff,
+/// 30 attempts give a writer committing every 100 ms about half a minute.
+const MERGE_CONFLICT_RETRIES: u32 = 30;
 
 /// MERGEs one event date's events, inserting those not in the date's
 /// partition yet. Returns the new table and the rows inserted.
