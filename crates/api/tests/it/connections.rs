@@ -5,27 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use sessionlake_api::{ApiKeys, ApiSettings, AppState, HEADER_READ_TIMEOUT, ServeOptions, TokenSigner};
-use sessionlake_model::Clock;
+use sessionlake_api::{HEADER_READ_TIMEOUT, ServeOptions};
 
 use crate::fakes::*;
 use crate::wire::{Conn, Server, head};
-
-/// The app over the fixture store with the given request timeout.
-fn app_timing_out_after(request_timeout: Duration) -> (Router, Arc<FakeSink>) {
-    let sink = Arc::new(FakeSink::default());
-    let settings = ApiSettings {
-        clock: Clock::fixed(chrono::DateTime::from_timestamp_millis(NOW_MS).unwrap()),
-        api_keys: ApiKeys::default(),
-        token_signer: TokenSigner::new(*b"test secret"),
-        request_timeout,
-        ..ApiSettings::default()
-    };
-    let state = AppState::new(settings, sink.clone());
-    state.set_store(Arc::new(fixture_store()));
-    (sessionlake_api::router(state), sink)
-}
 
 /// How a slow client's connection ended.
 #[derive(Debug)]

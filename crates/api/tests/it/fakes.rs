@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -175,4 +176,19 @@ pub async fn get(router: &Router, uri: &str) -> Answer {
 /// POST a JSON body.
 pub async fn post_json(router: &Router, uri: &str, body: impl Into<Body>) -> Answer {
     send(router, Request::post(uri).header("content-type", "application/json").body(body.into()).unwrap()).await
+}
+
+/// The app over the fixture store with the given request timeout.
+pub fn app_timing_out_after(request_timeout: Duration) -> (Router, Arc<FakeSink>) {
+    let sink = Arc::new(FakeSink::default());
+    let settings = ApiSettings {
+        clock: Clock::fixed(chrono::DateTime::from_timestamp_millis(NOW_MS).unwrap()),
+        api_keys: ApiKeys::default(),
+        token_signer: TokenSigner::new(*b"test secret"),
+        request_timeout,
+        ..ApiSettings::default()
+    };
+    let state = AppState::new(settings, sink.clone());
+    state.set_store(Arc::new(fixture_store()));
+    (sessionlake_api::router(state), sink)
 }

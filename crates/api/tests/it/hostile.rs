@@ -13,8 +13,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde_json::{Value, json};
-use sessionlake_api::{ApiKeys, ApiSettings, AppState, ServeOptions, TokenSigner};
-use sessionlake_model::{Clock, Event, parse_line};
+use sessionlake_api::ServeOptions;
+use sessionlake_model::{Event, parse_line};
 
 use crate::fakes::*;
 use crate::wire::{Conn, RawResponse, Server, assert_no_internals, chunked, head};
@@ -422,17 +422,8 @@ async fn huge_strings_inside_the_limit_are_cut_short_in_messages() {
 
 /// The app with a short request timeout, served on 127.0.0.1:0.
 async fn serve_app(request_timeout: Duration) -> (Server, Arc<FakeSink>) {
-    let sink = Arc::new(FakeSink::default());
-    let settings = ApiSettings {
-        clock: Clock::fixed(chrono::DateTime::from_timestamp_millis(NOW_MS).unwrap()),
-        api_keys: ApiKeys::default(),
-        token_signer: TokenSigner::new(*b"test secret"),
-        request_timeout,
-        ..ApiSettings::default()
-    };
-    let state = AppState::new(settings, sink.clone());
-    state.set_store(Arc::new(fixture_store()));
-    (Server::start(sessionlake_api::router(state), ServeOptions::default()).await, sink)
+    let (router, sink) = app_timing_out_after(request_timeout);
+    (Server::start(router, ServeOptions::default()).await, sink)
 }
 
 const JSON: &str = "content-type: application/json";
