@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{Manifest, ManifestEntry};
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
+use crate::lease::process_is_gone;
 use crate::progress;
 
 /// Where the bytes come from.
@@ -115,22 +116,15 @@ impl Incoming {
 }
 
 /// Removes the temp files of ingests that died (crash, SIGKILL): the pid in
-/// their name is no longer running. Without `/proc` to ask, only files
-/// older than a day count as orphans. Best effort: a failure only leaves
-/// the file for the next ingest.
+/// their name is no longer running. Best effort: a failure only leaves the
+/// file for the next ingest.
 fn remove_orphans(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let proc_fs = Path::new("/proc/self").exists();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix(".incoming-").and_then(|rest| rest.split('-').next()) else { continue };
-        let orphan = if proc_fs {
-            !Path::new("/proc").join(pid).exists()
-        } else {
-            let modified = entry.metadata().and_then(|metadata| metadata.modified()).ok();
-            modified.and_then(|time| time.elapsed().ok()).is_some_and(|age| age.as_secs() > 86_400)
-        };
-        if orphan && std::fs::remove_file(entry.path()).is_ok() {
+        let modified = entry.metadata().and_then(|metadata| metadata.modified()).ok();
+        if process_is_gone(pid, modified) && std::fs::remove_file(entry.path()).is_ok() {
             tracing::warn!(file = %name, "removed the temp file of an ingest that died");
         }
     }

@@ -369,3 +369,29 @@ async fn file_based_raw_run_alongside_live_appends() {
     let again = raw(&lake, false).await;
     assert_eq!((again.files_skipped, again.inserted), (1, 0));
 }
+
+/// Found by the torture suite (two API processes on one lake): two
+/// compactions of the same files at once both committed, and every row of
+/// those files was doubled. One compaction at a time holds the lease; the
+/// other does nothing and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_compactions_at_once_double_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = generated(dir.path(), 600, 44, 0.0);
+    let events = on_dates(events_of(&file), &DATES);
+    let lake = Lake::new(dir.path().join("lake"));
+    let live = LiveIngest::start(lake.clone(), settings()).await.unwrap();
+    for chunk in events.chunks(events.len().div_ceil(8)) {
+        live.append(chunk.to_vec()).await.unwrap();
+    }
+    live.shutdown().await.unwrap();
+    let dates: BTreeSet<i32> = events.iter().map(|event| event.event_day()).collect();
+    let (first, second) = tokio::join!(
+        sessionlake_lake::raw::live::compact_dates(&lake, &dates, 64 << 20, 10),
+        sessionlake_lake::raw::live::compact_dates(&lake, &dates, 64 << 20, 10),
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(u8::from(first.is_some()) + u8::from(second.is_some()), 1, "exactly one of them compacts");
+    assert_eq!(raw_rows(&lake).await, distinct(&events), "no row doubled");
+    assert_eq!(files_per_date(&lake).await.values().copied().collect::<BTreeSet<u64>>(), BTreeSet::from([1]));
+}

@@ -37,6 +37,7 @@ use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use crate::schema::RAW;
 
+pub use compaction::optimize_dates as compact_dates;
 pub use stats::LiveStats;
 
 /// Settings of live ingest.
