@@ -34,8 +34,8 @@ use tracing::{info, warn};
 use super::stats::Counters;
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
-use crate::raw::{conflict_backoff, is_commit_conflict};
 use crate::lease::Lease;
+use crate::raw::{conflict_backoff, is_commit_conflict};
 use crate::schema::RAW;
 
 /// The lease file of the raw table's compaction, in the table's folder.
@@ -62,7 +62,10 @@ pub(super) async fn compact(
     let started = Instant::now();
     match optimize_dates(&lake, &dates, target_size, max_conflict_retries).await {
         Ok(None) => {
-            info!(dates = dates.len(), "another process is compacting the raw table; these dates wait for the next compaction");
+            info!(
+                dates = dates.len(),
+                "another process is compacting the raw table; these dates wait for the next compaction"
+            );
             CompactionOutcome { dates, succeeded: false }
         }
         Ok(Some((metrics, conflicts_retried))) => {
