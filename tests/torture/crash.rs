@@ -132,12 +132,17 @@ fn stage_from_log(log: &str) -> String {
         .unwrap_or_else(|| "ingest".to_string())
 }
 
-/// A kill aimed at command `index`, from what its reference run did.
-fn pick_kill(rng: &mut ChaCha8Rng, reference: &Reference) -> Kill {
-    if rng.random_bool(0.35) {
-        return Kill::After(Duration::from_secs_f64(rng.random_range(0.0..reference.seconds)));
-    }
-    let name = crash::POINTS[rng.random_range(0..crash::POINTS.len())];
+/// A kill aimed at a command, from what its reference run did. The first
+/// trials go through every crash point in turn (so each stage is covered in
+/// every run); later ones pick a point, or a SIGKILL delay, at random.
+fn pick_kill(rng: &mut ChaCha8Rng, reference: &Reference, trial: usize) -> Kill {
+    let name = match crash::POINTS.get(trial.wrapping_sub(1)) {
+        Some(name) => name,
+        None if rng.random_bool(0.35) => {
+            return Kill::After(Duration::from_secs_f64(rng.random_range(0.0..reference.seconds)));
+        }
+        None => crash::POINTS[rng.random_range(0..crash::POINTS.len())],
+    };
     let report = &reference.report;
     let passes = match name {
         crash::RAW_AFTER_DATE_MERGE => report["raw"]["dates_merged"].as_u64(),
@@ -189,8 +194,9 @@ async fn a_crash_anywhere_then_a_restart_ends_like_an_uninterrupted_run() {
         assert!(trial <= wanted_kills * 3, "too few kills landed ({kills_landed}); {replay}");
         let lake = dir.path().join(format!("trial-{trial}"));
         let target = rng.random_range(0..files.len());
-        let kills: Vec<Kill> =
-            (0..if rng.random_bool(0.3) { 2 } else { 1 }).map(|_| pick_kill(&mut rng, &references[target])).collect();
+        let kills: Vec<Kill> = (0..if rng.random_bool(0.3) { 2 } else { 1 })
+            .map(|_| pick_kill(&mut rng, &references[target], trial))
+            .collect();
         let mut landed = Vec::new();
         for (index, command) in commands(&lake, &files, &keyspace(trial)).into_iter().enumerate() {
             let context = format!("trial {trial}, file {index}, kills {kills:?}; {replay}");
