@@ -113,11 +113,17 @@ pub async fn raw(global: &GlobalArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long a pass in flight may go on after the stop signal.
+const PASS_GRACE: Duration = Duration::from_secs(30);
+
 /// Runs `pass` again and again, `poll` apart, until `stop` resolves; each
-/// outcome goes to `show`, which says whether to go on. Dropping a pass
-/// mid-way is safe for every stage: a Delta commit is atomic and carries
-/// its own progress marker, and Cassandra rows are idempotent upserts
-/// recorded as applied only after they are acknowledged.
+/// outcome goes to `show`, which says whether to go on. A pass in flight
+/// when `stop` resolves gets [`PASS_GRACE`] to finish: dropping it would be
+/// safe for the data (a Delta commit is atomic and carries its own progress
+/// marker; Cassandra rows are idempotent upserts recorded as applied only
+/// after they are acknowledged), but the Delta kernel's executor panics
+/// when the process exits under a read it was running (found by `.ci/run`
+/// on `up`).
 pub(crate) async fn follow<T, Pass>(
     poll: Duration,
     stop: impl Future<Output = ()>,
@@ -129,9 +135,15 @@ where
 {
     let mut stop = std::pin::pin!(stop);
     loop {
+        let mut running = std::pin::pin!(pass());
         let outcome = tokio::select! {
-            outcome = pass() => outcome?,
-            _ = &mut stop => return Ok(()),
+            outcome = &mut running => outcome?,
+            _ = &mut stop => {
+                if tokio::time::timeout(PASS_GRACE, running).await.is_err() {
+                    tracing::warn!("the pass in flight did not finish {PASS_GRACE:?} after the stop signal; stopping anyway");
+                }
+                return Ok(());
+            }
         };
         if !show(&outcome) {
             return Ok(());
