@@ -96,8 +96,7 @@ fn assert_clear_error(output: &Output, cause: &str) {
 /// ends with its one error line; this caught panic is the one message the
 /// test tolerates.
 fn unexpected_panic(stderr: &str) -> bool {
-    stderr.lines().filter(|line| line.contains("panicked at")).any(|line| !line.contains("object_store"))
-        || stderr.contains("panicked") && !stderr.contains("Already shut down")
+    stderr.lines().filter(|line| line.contains("panicked")).any(|line| !line.contains("object_store"))
 }
 
 fn du(path: &Path) -> u64 {

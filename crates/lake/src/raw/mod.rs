@@ -215,28 +215,16 @@ impl RawStage {
         if parsed.rejected.is_empty() {
             return Ok(rejected_table);
         }
-        let mut table = rejected_table;
-        for attempt in 0.. {
-            if txn::applied_version(&table, REJECTED.name, &marker).await?.is_some() {
-                return Ok(table);
-            }
-            let batch = batch::rejected_batch(&parsed.rejected, &entry.file, chrono::Utc::now())?;
-            let written =
-                table.clone().write(vec![batch]).with_commit_properties(txn::commit_with([(marker.clone(), 1)])).await;
-            match written {
-                Ok(written) => {
-                    table = written;
-                    break;
-                }
-                // Another `raw` run wrote this file's rejects first (the
-                // marker conflicts): reload, and find the marker applied.
-                // Found by the torture suite's two concurrent raw runs.
-                Err(error) if is_commit_conflict(&error) && attempt < MERGE_CONFLICT_RETRIES => {
-                    warn!(file = %entry.file, "rejected rows: commit conflict, reloading ({error})");
-                    table.update_state().await.map_err(LakeError::delta(REJECTED.name))?;
-                }
-                Err(error) => return Err(LakeError::delta(REJECTED.name)(error)),
-            }
+        let batch = batch::rejected_batch(&parsed.rejected, &entry.file, chrono::Utc::now())?;
+        let (table, written) = commit_unless_applied(rejected_table, REJECTED.name, &marker, |table| {
+            table
+                .write(vec![batch.clone()])
+                .with_commit_properties(txn::commit_with([(marker.clone(), 1)]))
+                .into_future()
+        })
+        .await?;
+        if !written {
+            return Ok(table);
         }
         report.rejected += parsed.rejected.len() as u64;
         for (reason, count) in parsed.rejected_by_reason() {
@@ -267,31 +255,56 @@ impl FileMarkers {
 }
 
 /// Commits `markers` to the raw table with no data (an append of nothing),
-/// unless the last of them (the done marker) is already there: a
-/// concurrent `raw` run of the same file may commit them first, which
-/// conflicts, and then the reloaded table has them.
-async fn commit_markers_only(mut table: DeltaTable, markers: Vec<(String, i64)>) -> Result<DeltaTable> {
+/// unless the last of them (the done marker) is already there.
+async fn commit_markers_only(table: DeltaTable, markers: Vec<(String, i64)>) -> Result<DeltaTable> {
     let done = markers.last().map(|(app_id, _)| app_id.clone()).unwrap_or_default();
-    for attempt in 0.. {
-        if txn::applied_version(&table, RAW.name, &done).await?.is_some() {
-            break;
+    let (table, _) = commit_unless_applied(table, RAW.name, &done, |mut table| {
+        let markers = markers.clone();
+        async move {
+            let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+            CommitBuilder::from(txn::commit_with(markers))
+                .build(Some(table.snapshot()?), table.log_store(), operation)
+                .await?;
+            table.update_state().await?;
+            Ok(table)
         }
-        let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
-        let snapshot = table.snapshot().map_err(LakeError::delta(RAW.name))?;
-        let committed = CommitBuilder::from(txn::commit_with(markers.clone()))
-            .build(Some(snapshot), table.log_store(), operation)
-            .await;
-        match committed {
-            Ok(_) => break,
-            Err(error) if is_commit_conflict(&error) && attempt < MERGE_CONFLICT_RETRIES => {
-                warn!("raw markers: commit conflict, reloading ({error})");
-            }
-            Err(error) => return Err(LakeError::delta(RAW.name)(error)),
-        }
-        table.update_state().await.map_err(LakeError::delta(RAW.name))?;
-    }
-    table.update_state().await.map_err(LakeError::delta(RAW.name))?;
+    })
+    .await?;
     Ok(table)
+}
+
+/// Runs `commit` on `table` unless `marker` is already applied there, and
+/// says whether it committed. Another `raw` run of the same file may commit
+/// the same marker first: Delta fails the later commit (the marker
+/// conflicts), and the reloaded table then has the marker. Found by the
+/// torture suite's two concurrent raw runs.
+async fn commit_unless_applied<Commit, Committed>(
+    mut table: DeltaTable,
+    table_name: &'static str,
+    marker: &str,
+    mut commit: Commit,
+) -> Result<(DeltaTable, bool)>
+where
+    Commit: FnMut(DeltaTable) -> Committed,
+    Committed: std::future::Future<Output = std::result::Result<DeltaTable, DeltaTableError>>,
+{
+    let mut attempt = 0;
+    loop {
+        if txn::applied_version(&table, table_name, marker).await?.is_some() {
+            return Ok((table, false));
+        }
+        match commit(table.clone()).await {
+            Ok(committed) => return Ok((committed, true)),
+            Err(error) if is_commit_conflict(&error) && attempt < MERGE_CONFLICT_RETRIES => {
+                attempt += 1;
+                let pause = conflict_backoff(attempt);
+                warn!(table = table_name, marker, "commit conflict; reloading in {pause:?} ({error})");
+                tokio::time::sleep(pause).await;
+                table.update_state().await.map_err(LakeError::delta(table_name))?;
+            }
+            Err(error) => return Err(LakeError::delta(table_name)(error)),
+        }
+    }
 }
 
 /// Keeps the first of events sharing an identity (kind + session), in file
