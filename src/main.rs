@@ -12,7 +12,9 @@ mod commands;
 mod config;
 mod report;
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -22,7 +24,12 @@ use crate::config::{Command, Config};
 fn main() -> ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_new(&config.global.log).unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    quiet_caught_upload_abort_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -45,13 +52,46 @@ fn main() -> ExitCode {
             Command::Sql(args) => commands::sql(&config.global, args).await,
         }
     });
+    // Tasks the failed command left behind (parallel file uploads, say)
+    // stop before the error is printed, so none of their output lands in
+    // the middle of the error line.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", one_line(&error));
+            // One write, so the line stays whole even next to other output.
+            let line = format!("error: {}\n", one_line(&error));
+            let _ = std::io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
+}
+
+/// How long the runtime's leftover tasks get to stop after the command.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// Keeps one panic that is caught by design off the user's screen.
+///
+/// When a parquet upload fails while finishing (disk full, read-only file
+/// system), delta-rs aborts it and object_store's `BufWriter::abort`
+/// panics with "Already shut down" because the upload already began to
+/// shut down. delta-rs catches that panic on purpose (`catch_unwind` in
+/// `deltalake_core::datafile::writer`) and returns the write's own error,
+/// which this binary prints as its one error line. The default hook would
+/// still print the caught panic with a backtrace, which reads like a crash;
+/// this hook logs it at debug level instead. Every other panic goes to the
+/// default hook unchanged.
+fn quiet_caught_upload_abort_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_object_store_buffer =
+            info.location().is_some_and(|at| at.file().contains("object_store") && at.file().ends_with("buffered.rs"));
+        if in_object_store_buffer && info.payload_as_str() == Some("Already shut down") {
+            tracing::debug!("object_store refused to abort an upload that was already finishing (caught by delta-rs)");
+        } else {
+            default(info);
+        }
+    }));
 }
 
 /// The error and its causes on one line, each said once: many library
