@@ -18,22 +18,36 @@ use crate::support::*;
 /// How long the node stays down.
 const DOWN_FOR: Duration = Duration::from_secs(30);
 
-const CQL_PORT: &str = "19142";
-const STORAGE_PORT: &str = "17100";
+/// The first CQL and internode ports tried; below the kernel's ephemeral
+/// range, so no client connection takes them while the node is down.
+const FIRST_PORTS: (u16, u16) = (19142, 17100);
 
 /// A Cassandra of this test only; stopped when dropped.
 struct OwnCassandra {
     state: PathBuf,
+    cql_port: u16,
+    storage_port: u16,
 }
 
 impl OwnCassandra {
+    /// A node under `state` on the first pair of free ports, so a node some
+    /// earlier, killed test run left behind does not fail this one.
+    fn new(state: PathBuf) -> Self {
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let (cql_port, storage_port) = (0..50)
+            .map(|k| (FIRST_PORTS.0 + k, FIRST_PORTS.1 + k))
+            .find(|&(cql, storage)| free(cql) && free(storage))
+            .expect("a free pair of ports for the test's own Cassandra");
+        Self { state, cql_port, storage_port }
+    }
+
     fn script(&self, action: &str) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cassandra");
         let output = Command::new(script)
             .arg(action)
             .env("CASSANDRA_HOME_DIR", &self.state)
-            .env("CASSANDRA_PORT", CQL_PORT)
-            .env("CASSANDRA_STORAGE_PORT", STORAGE_PORT)
+            .env("CASSANDRA_PORT", self.cql_port.to_string())
+            .env("CASSANDRA_STORAGE_PORT", self.storage_port.to_string())
             .env("CASSANDRA_HEAP", "512m")
             .output()
             .expect("scripts/cassandra runs");
@@ -81,9 +95,9 @@ async fn counts(nodes: &str, keyspace: &str) -> Option<(u64, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_is_lost_when_cassandra_stops_for_30_s_under_load() {
     let state = tempfile::tempdir().unwrap();
-    let cassandra = OwnCassandra { state: state.path().join("cassandra") };
+    let cassandra = OwnCassandra::new(state.path().join("cassandra"));
     cassandra.script("start");
-    let nodes = format!("127.0.0.1:{CQL_PORT}");
+    let nodes = format!("127.0.0.1:{}", cassandra.cql_port);
     let keyspace = keyspace("outage");
 
     let mut lake = PreparedLake::new(1_500, 31);
