@@ -71,7 +71,7 @@ impl RunningApi {
         let started = Instant::now();
         let settings = options.settings(global)?;
         if !settings.api_keys.is_enabled() {
-            warn!("no API keys configured: every route is open to anyone who can reach {}", options.addr);
+            // Printed, not logged: it must show whatever the log level is.
             eprintln!(
                 "WARNING: no API keys configured (SESSIONLAKE_API_KEYS / SESSIONLAKE_API_KEYS_FILE): \
                  the API on {} is open to anyone who can reach it",
