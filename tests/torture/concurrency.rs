@@ -33,9 +33,10 @@ async fn count(lake: &Path, statement: &str) -> u64 {
     query::text_rows(&batches).unwrap()[0][0].as_deref().unwrap().parse().unwrap()
 }
 
-/// Log lines of delta-rs commit conflicts that were retried.
+/// Commit conflicts retried: the line `raw::back_off_after_conflict` logs
+/// for each retry.
 fn conflicts(log: &str) -> usize {
-    log.lines().filter(|line| line.contains("conflict")).count()
+    log.lines().filter(|line| line.contains("lost a commit race")).count()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -295,14 +295,13 @@ where
         }
         match commit(table.clone()).await {
             Ok(committed) => return Ok((committed, true)),
-            Err(error) if is_commit_conflict(&error) && attempt < MERGE_CONFLICT_RETRIES => {
-                attempt += 1;
-                let pause = conflict_backoff(attempt);
-                warn!(table = table_name, marker, "commit conflict; reloading in {pause:?} ({error})");
-                tokio::time::sleep(pause).await;
+            Err(error) => {
+                let what = format!("the commit of {marker} to {table_name}");
+                back_off_after_conflict(error, &mut attempt, MERGE_CONFLICT_RETRIES, &what)
+                    .await
+                    .map_err(LakeError::delta(table_name))?;
                 table.update_state().await.map_err(LakeError::delta(table_name))?;
             }
-            Err(error) => return Err(LakeError::delta(table_name)(error)),
         }
     }
 }
@@ -394,16 +393,35 @@ pub(crate) async fn merge_new_rows(
             .await;
         match attempt {
             Ok((table, metrics)) => return Ok(MergedRows { table, metrics, conflicts_retried }),
-            Err(error) if is_commit_conflict(&error) && conflicts_retried < max_conflict_retries => {
-                conflicts_retried += 1;
-                let pause = conflict_backoff(conflicts_retried);
-                warn!(retry = conflicts_retried, reason = %error, "raw merge lost a commit race; reloading and merging again in {pause:?}");
-                tokio::time::sleep(pause).await;
+            Err(error) => {
+                back_off_after_conflict(error, &mut conflicts_retried, max_conflict_retries, "a raw merge")
+                    .await
+                    .map_err(LakeError::delta(RAW.name))?;
                 table.update_state().await.map_err(LakeError::delta(RAW.name))?;
             }
-            Err(error) => return Err(LakeError::delta(RAW.name)(error)),
         }
     }
+}
+
+/// What every commit-retry loop does after a failed attempt: when `error`
+/// is a commit conflict and fewer than `max` retries were made, counts one
+/// more in `retried`, logs it and waits [`conflict_backoff`], so the caller
+/// reloads and tries again; any other error, or one retry too many, is
+/// given back.
+pub(crate) async fn back_off_after_conflict(
+    error: DeltaTableError,
+    retried: &mut u32,
+    max: u32,
+    what: &str,
+) -> std::result::Result<(), DeltaTableError> {
+    if !is_commit_conflict(&error) || *retried >= max {
+        return Err(error);
+    }
+    *retried += 1;
+    let pause = conflict_backoff(*retried);
+    warn!(retry = *retried, reason = %error, "{what} lost a commit race; trying again in {pause:?}");
+    tokio::time::sleep(pause).await;
+    Ok(())
 }
 
 /// How long to wait before the `retry`-th attempt after a lost commit race:
@@ -411,7 +429,7 @@ pub(crate) async fn merge_new_rows(
 /// 1 s). Without it, two writers that commit at the same pace (two API
 /// processes on one lake) kept colliding until their retries ran out — found
 /// by the torture suite.
-pub(crate) fn conflict_backoff(retry: u32) -> std::time::Duration {
+fn conflict_backoff(retry: u32) -> std::time::Duration {
     let bound_ms = (20u64 << retry.min(6)).min(1_000);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     let jitter = u64::from(nanos ^ std::process::id().rotate_left(16)) % (bound_ms + 1);

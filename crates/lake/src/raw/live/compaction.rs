@@ -35,7 +35,7 @@ use super::stats::Counters;
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use crate::lease::Lease;
-use crate::raw::{conflict_backoff, is_commit_conflict};
+use crate::raw::back_off_after_conflict;
 use crate::schema::RAW;
 
 /// The lease file of the raw table's compaction, in the table's folder.
@@ -116,13 +116,9 @@ pub async fn optimize_dates(
         })?;
         match table.optimize().with_filters(&filters).with_target_size(target_size).await {
             Ok((_, metrics)) => return Ok(Some((metrics, conflicts_retried))),
-            Err(error) if is_commit_conflict(&error) && conflicts_retried < max_conflict_retries => {
-                conflicts_retried += 1;
-                let pause = conflict_backoff(conflicts_retried);
-                warn!(retry = conflicts_retried, reason = %error, "compaction lost a commit race; trying again in {pause:?}");
-                tokio::time::sleep(pause).await;
-            }
-            Err(error) => return Err(LakeError::delta(RAW.name)(error)),
+            Err(error) => back_off_after_conflict(error, &mut conflicts_retried, max_conflict_retries, "a compaction")
+                .await
+                .map_err(LakeError::delta(RAW.name))?,
         }
     }
 }
