@@ -14,7 +14,6 @@ mod report;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -52,23 +51,24 @@ fn main() -> ExitCode {
             Command::Sql(args) => commands::sql(&config.global, args).await,
         }
     });
-    // Tasks the failed command left behind (parallel file uploads, say)
-    // stop before the error is printed, so none of their output lands in
-    // the middle of the error line.
-    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    // The command is done: everything it promised (commits, Cassandra
+    // writes, answers in flight) was awaited inside `block_on`. The runtime
+    // is left to the process exit rather than shut down, because a shutdown
+    // cancels library tasks mid-flight and some panic when cancelled: the
+    // scylla driver's metadata refresh unwraps a cancelled join (found by
+    // CI on `api`), the Delta kernel's executor a cancelled read.
+    std::mem::forget(runtime);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // One write, so the line stays whole even next to other output.
+            // One write, so other threads' output (each tracing event is
+            // one write too) cannot land inside the line.
             let line = format!("error: {}\n", one_line(&error));
             let _ = std::io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
 }
-
-/// How long the runtime's leftover tasks get to stop after the command.
-const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(10);
 
 /// Keeps one panic that is caught by design off the user's screen.
 ///

@@ -121,9 +121,9 @@ const PASS_GRACE: Duration = Duration::from_secs(30);
 /// when `stop` resolves gets [`PASS_GRACE`] to finish: dropping it would be
 /// safe for the data (a Delta commit is atomic and carries its own progress
 /// marker; Cassandra rows are idempotent upserts recorded as applied only
-/// after they are acknowledged), but the Delta kernel's executor panics
-/// when the process exits under a read it was running (found by `.ci/run`
-/// on `up`).
+/// after they are acknowledged), but it leaves the Delta kernel's detached
+/// reads running into the exit, where a cancelled one panicked (found by
+/// `.ci/run` on `up`), and finishing keeps the pass's work.
 pub(crate) async fn follow<T, Pass>(
     poll: Duration,
     stop: impl Future<Output = ()>,
