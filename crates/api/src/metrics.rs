@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
@@ -91,21 +92,57 @@ impl Metrics {
 
 /// Middleware: counts and times every request under its route template
 /// (`/models/completed-sessions/{player_id}`, not the player's id).
+///
+/// It runs before the API key check, so anyone can choose the method and
+/// the path: every label value comes from a fixed set (a label series lives
+/// as long as the process, so a client inventing methods or paths must not
+/// be able to create new ones).
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| route_group(request.uri().path()), |path| path.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let metrics = state.metrics();
-    metrics.latency.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
-    metrics.requests.with_label_values(&[&route, &method, response.status().as_str()]).inc();
+    metrics.latency.with_label_values(&[&route, method]).observe(started.elapsed().as_secs_f64());
+    metrics.requests.with_label_values(&[&route, method, response.status().as_str()]).inc();
     response
 }
 
-/// A bounded label for a path no route matched (keeps label values few).
+/// The method label: a standard method the API may see, or `OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
+}
+
+/// A bounded label for a path no route matched (never the path itself).
 fn route_group(path: &str) -> String {
     if path == "/docs" || path.starts_with("/docs/") { "/docs".into() } else { "unmatched".into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_fixed_sets() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for invented in ["TRACE", "CONNECT", "FOO", "get", "X-A1"] {
+            assert_eq!(method_label(&Method::from_bytes(invented.as_bytes()).unwrap()), "OTHER", "{invented}");
+        }
+        assert_eq!(route_group("/docs/swagger-ui.css"), "/docs");
+        assert_eq!(route_group("/models/nothing/1234"), "unmatched");
+        assert_eq!(route_group("/docsx"), "unmatched");
+    }
 }

@@ -341,3 +341,75 @@ async fn unknown_paths_are_a_json_404() {
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert_eq!(answer.json(), json!({"detail": "not found"}));
 }
+
+/// The label sets of one metric family in a `/metrics` text.
+fn series_of(metrics: &str, family: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let prefix = format!("{family}{{");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|rest| {
+            // Route templates hold braces too: the labels end at the last one.
+            let labels = &rest[..rest.rfind('}').expect("closing brace")];
+            labels
+                .split("\",")
+                .map(|pair| {
+                    let (name, value) = pair.split_once("=\"").expect("name=\"value\"");
+                    (name.to_string(), value.trim_end_matches('"').to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn invented_methods_and_paths_cannot_grow_the_metric_series() {
+    const KEY: &str = "metrics-test-key";
+    let (router, _, _) = app_with(Some(fixture_store()), &[KEY]);
+    let data = format!("/models/completed-sessions/{}", player(1));
+    // Unauthenticated clients, then an authenticated one: 400 invented
+    // methods and 400 invented paths (plus the raw path of a real route).
+    for n in 0..200 {
+        for key in [None, Some(KEY)] {
+            let method = axum::http::Method::from_bytes(format!("INVENTED{n}").as_bytes()).unwrap();
+            for uri in [data.clone(), format!("/nothing/{n}"), format!("/models/completed-sessions/{n:032x}")] {
+                let mut request = Request::builder().method(method.clone()).uri(uri);
+                if let Some(key) = key {
+                    request = request.header("x-api-key", key);
+                }
+                let answer = send(&router, request.body(Body::empty()).unwrap()).await;
+                assert!(answer.status.is_client_error(), "{}", answer.status);
+            }
+            let mut request = Request::get(format!("/invented/{n}"));
+            if let Some(key) = key {
+                request = request.header("x-api-key", key);
+            }
+            send(&router, request.body(Body::empty()).unwrap()).await;
+        }
+    }
+    let metrics = send(&router, Request::get("/metrics").header("x-api-key", KEY).body(Body::empty()).unwrap()).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text();
+    let known_methods = ["GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "OTHER"];
+    let known_routes = [
+        "/models/completed-sessions/{player_id}",
+        "/models/started_sessions/{country}/{hours}",
+        "/events",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/docs",
+        "unmatched",
+    ];
+    for family in ["sessionlake_http_requests_total", "sessionlake_http_request_duration_seconds_count"] {
+        let series = series_of(&text, family);
+        assert!(!series.is_empty(), "no {family} in\n{text}");
+        for labels in &series {
+            assert!(known_methods.contains(&labels["method"].as_str()), "{family}: method label {labels:?}");
+            assert!(known_routes.contains(&labels["route"].as_str()), "{family}: route label {labels:?}");
+        }
+        // Two routes (the data route and "unmatched") × two methods (OTHER
+        // and GET) × at most three statuses (401, 404, 405).
+        assert!(series.len() <= 12, "{family} has {} series after 1,600 invented requests", series.len());
+    }
+}
