@@ -60,10 +60,18 @@ impl ApiKeys {
     /// Whether `presented` is one of the keys. Every key is compared, in
     /// constant time: no early exit reveals how much of a guess was right.
     pub fn accepts(&self, presented: &[u8]) -> bool {
+        self.accepts_with(presented, |key, digest| key.ct_eq(digest))
+    }
+
+    /// [`ApiKeys::accepts`] with the digest comparison passed in, so that
+    /// the tests can count the comparisons. The results are combined with
+    /// `|` on [`Choice`], never a branch: which key matched, or whether any
+    /// did, changes nothing in what runs.
+    fn accepts_with(&self, presented: &[u8], mut equal: impl FnMut(&[u8; 32], &[u8; 32]) -> Choice) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut matched = Choice::from(0);
         for key in &self.digests {
-            matched |= key.ct_eq(&digest);
+            matched |= equal(key, &digest);
         }
         matched.into()
     }
@@ -106,6 +114,48 @@ mod tests {
         assert!(!keys.accepts(b" beta "));
         assert!(!keys.accepts(b"alph"));
         assert!(!keys.accepts(b""));
+    }
+
+    /// A configured digest and the presented one, as compared.
+    type Comparison = ([u8; 32], [u8; 32]);
+
+    /// Every `accepts_with` comparison, in order.
+    fn comparisons(keys: &ApiKeys, presented: &[u8]) -> (bool, Vec<Comparison>) {
+        let mut seen = Vec::new();
+        let accepted = keys.accepts_with(presented, |key, digest| {
+            seen.push((*key, *digest));
+            key.ct_eq(digest)
+        });
+        (accepted, seen)
+    }
+
+    /// Deterministic: the timing itself is measured by
+    /// `cargo run --release -p sessionlake-api --example key_check_timing`.
+    #[test]
+    fn every_configured_key_is_compared_whichever_matches() {
+        let many: Vec<String> = (0..256).map(|n| format!("key-{n:03}")).collect();
+        let keys = ApiKeys::new(&many);
+        let long_guess = "k".repeat(16 * 1024);
+        let cases: [(&str, bool); 6] = [
+            (&many[0], true),
+            (&many[128], true),
+            (&many[255], true),
+            ("key-256", false),
+            ("", false),
+            (&long_guess, false),
+        ];
+        for (presented, expected) in cases {
+            let (accepted, seen) = comparisons(&keys, presented.as_bytes());
+            assert_eq!(accepted, expected, "{presented:.20}");
+            assert_eq!(accepted, keys.accepts(presented.as_bytes()), "the seam is what `accepts` runs");
+            // Every key, in order, whether the first, the last or none matched.
+            let compared: Vec<[u8; 32]> = seen.iter().map(|(key, _)| *key).collect();
+            assert_eq!(compared, keys.digests, "{presented:.20}: not every key was compared");
+            // Always against the presented key's 32-byte digest: the
+            // compared length never depends on the guess.
+            let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+            assert!(seen.iter().all(|(_, compared)| *compared == digest), "{presented:.20}");
+        }
     }
 
     #[test]

@@ -15,5 +15,5 @@ mod fuzz;
 mod hostile;
 /// Routes, parameters, paging, keys, events, docs, metrics.
 mod routes;
-/// Keys never logged or echoed, constant-time key checks, no CQL injection, no internals shown.
+/// Keys never logged or echoed, no CQL injection, no internals shown.
 mod security;
