@@ -8,7 +8,10 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use sessionlake_cassandra::error::ErrorKind;
 use utoipa::ToSchema;
+
+use crate::store::StoreError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
@@ -56,6 +59,29 @@ impl ApiError {
     /// 503: a dependency (Cassandra, the lake) cannot answer now; retry later.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+    }
+
+    /// 500: something retrying will not fix; the cause goes to the log only.
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// Unavailability is a 503 the client may retry; anything else (the
+    /// schema does not match the code, rows cannot be decoded) is a 500,
+    /// logged as an error with its cause: retrying would not help.
+    fn from(error: StoreError) -> Self {
+        match error.kind {
+            ErrorKind::Unavailable => {
+                tracing::warn!(%error, "serving store unavailable");
+                Self::unavailable("Cassandra is unavailable; retry shortly")
+            }
+            ErrorKind::Permanent => {
+                tracing::error!(%error, "serving store read failed");
+                Self::internal()
+            }
+        }
     }
 }
 

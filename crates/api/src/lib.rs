@@ -61,9 +61,7 @@ pub fn router(state: AppState) -> Router {
         // rejects with 413 through `ApiError` (a JSON detail).
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {

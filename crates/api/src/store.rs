@@ -7,33 +7,65 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use sessionlake_cassandra::CassandraError;
+use sessionlake_cassandra::error::ErrorKind;
 use sessionlake_cassandra::read::{Cursor, Page, SessionReader, StartedWindow};
 use sessionlake_model::Event;
 
-/// A failure of the store or the sink: the request cannot be served now.
-/// The message is for the log, never for the client.
+/// A failure of the sink (or of a sink's health check): the request
+/// cannot be served now. The message is for the log, never for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Unavailable(pub String);
 
+/// A failure of the store: its kind decides the answer (unavailable: 503
+/// with `Retry-After`; permanent: 500). The message is for the log, never
+/// for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// Whether retrying later may succeed.
+    pub kind: ErrorKind,
+    /// What went wrong, with its cause.
+    pub message: String,
+}
+
+impl StoreError {
+    /// The store cannot answer now (no node, timeout, overload).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Unavailable, message: message.into() }
+    }
+
+    /// Retrying will not help (schema mismatch, undecodable rows, bad CQL).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Permanent, message: message.into() }
+    }
+}
+
+impl From<CassandraError> for StoreError {
+    fn from(error: CassandraError) -> Self {
+        Self { kind: error.kind(), message: error.to_string() }
+    }
+}
+
 /// Reads served sessions.
 pub trait SessionStore: Send + Sync + 'static {
     /// Succeeds when the store answers.
-    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>>;
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// A page of a player's last completed sessions, newest first.
     fn completed(
         &self,
         player_id: String,
         cursor: Option<Cursor>,
         page_size: usize,
-    ) -> BoxFuture<'_, Result<Page, Unavailable>>;
+    ) -> BoxFuture<'_, Result<Page, StoreError>>;
     /// A page of the sessions started in a window, newest first.
     fn started(
         &self,
         window: StartedWindow,
         cursor: Option<Cursor>,
         page_size: usize,
-    ) -> BoxFuture<'_, Result<Page, Unavailable>>;
+    ) -> BoxFuture<'_, Result<Page, StoreError>>;
 }
 
 /// What a sink reports for a committed batch.
@@ -51,8 +83,8 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 impl SessionStore for SessionReader {
-    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>> {
-        async move { SessionReader::ping(self).await.map_err(|error| Unavailable(error.to_string())) }.boxed()
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move { Ok(SessionReader::ping(self).await?) }.boxed()
     }
 
     fn completed(
@@ -60,13 +92,8 @@ impl SessionStore for SessionReader {
         player_id: String,
         cursor: Option<Cursor>,
         page_size: usize,
-    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
-        async move {
-            SessionReader::completed(self, &player_id, cursor, page_size)
-                .await
-                .map_err(|error| Unavailable(error.to_string()))
-        }
-        .boxed()
+    ) -> BoxFuture<'_, Result<Page, StoreError>> {
+        async move { Ok(SessionReader::completed(self, &player_id, cursor, page_size).await?) }.boxed()
     }
 
     fn started(
@@ -74,13 +101,8 @@ impl SessionStore for SessionReader {
         window: StartedWindow,
         cursor: Option<Cursor>,
         page_size: usize,
-    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
-        async move {
-            SessionReader::started(self, &window, cursor, page_size)
-                .await
-                .map_err(|error| Unavailable(error.to_string()))
-        }
-        .boxed()
+    ) -> BoxFuture<'_, Result<Page, StoreError>> {
+        async move { Ok(SessionReader::started(self, &window, cursor, page_size).await?) }.boxed()
     }
 }
 

@@ -1,6 +1,24 @@
-//! The Cassandra error type.
+//! The Cassandra error type, and its [`ErrorKind`]: whether the failure is
+//! Cassandra being unavailable for now (retry later) or something retrying
+//! cannot fix (the API answers 503 for the first, 500 for the second).
 
-use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
+use scylla::errors::{
+    DbError, ExecutionError, MetadataError, PrepareError, RequestAttemptError, SchemaAgreementError, UseKeyspaceError,
+};
+
+/// What kind of failure an error is, for callers that decide between
+/// waiting and giving up (retry loops, the API's status codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Cassandra cannot answer now: no node reachable, a timeout, an
+    /// overloaded or starting node, a broken connection. Retrying later may
+    /// succeed.
+    Unavailable,
+    /// Retrying will not help: a bad setting or credentials, CQL or data
+    /// that does not fit the schema, rows that cannot be decoded, a server
+    /// or protocol error.
+    Permanent,
+}
 
 /// Everything that can stop a Cassandra operation.
 #[derive(Debug, thiserror::Error)]
@@ -49,48 +67,154 @@ impl CassandraError {
     /// Wraps a failed prepare.
     pub fn prepare(what: impl Into<String>) -> impl FnOnce(PrepareError) -> CassandraError {
         let what = what.into();
-        move |error| {
-            let transient = match &error {
-                PrepareError::AllAttemptsFailed { first_attempt } => attempt_is_transient(first_attempt),
-                _ => true,
-            };
-            CassandraError::Cassandra { what, transient, message: error.to_string() }
+        move |error| CassandraError::Cassandra {
+            what,
+            transient: prepare_kind(&error) == ErrorKind::Unavailable,
+            message: error.to_string(),
         }
     }
 
-    /// Whether retrying later may succeed.
+    /// Whether Cassandra is unavailable for now or the failure is permanent.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CassandraError::Connect { .. } | CassandraError::Cassandra { transient: true, .. } => {
+                ErrorKind::Unavailable
+            }
+            CassandraError::Config(_) | CassandraError::Login { .. } | CassandraError::Cassandra { .. } => {
+                ErrorKind::Permanent
+            }
+        }
+    }
+
+    /// Whether retrying later may succeed ([`ErrorKind::Unavailable`]).
     pub fn is_transient(&self) -> bool {
-        matches!(self, CassandraError::Cassandra { transient: true, .. } | CassandraError::Connect { .. })
+        self.kind() == ErrorKind::Unavailable
     }
 }
 
-/// Whether a failed request may succeed when retried later: the node was
-/// unreachable, overloaded, timing out or starting. Errors in the request
-/// itself (syntax, schema, permissions) are not.
+/// Whether a failed request may succeed when retried later: no node could
+/// take it, it timed out, or a node was overloaded, starting or cut off.
+/// Everything else — the request itself (syntax, schema, values,
+/// permissions), undecodable answers, server and protocol errors — is not.
 pub fn is_transient(error: &ExecutionError) -> bool {
+    execution_kind(error) == ErrorKind::Unavailable
+}
+
+/// The kind of a failed request.
+pub fn execution_kind(error: &ExecutionError) -> ErrorKind {
+    use ErrorKind::{Permanent, Unavailable};
     match error {
-        ExecutionError::LastAttemptError(attempt) => attempt_is_transient(attempt),
-        ExecutionError::PrepareError(PrepareError::AllAttemptsFailed { first_attempt }) => {
-            attempt_is_transient(first_attempt)
+        ExecutionError::EmptyPlan | ExecutionError::ConnectionPoolError(_) | ExecutionError::RequestTimeout(_) => {
+            Unavailable
         }
-        ExecutionError::BadQuery(_) | ExecutionError::UseKeyspaceError(_) => false,
-        _ => true,
+        ExecutionError::LastAttemptError(attempt) => attempt_kind(attempt),
+        ExecutionError::PrepareError(prepare) => prepare_kind(prepare),
+        ExecutionError::UseKeyspaceError(UseKeyspaceError::RequestError(attempt)) => attempt_kind(attempt),
+        ExecutionError::UseKeyspaceError(UseKeyspaceError::RequestTimeout(_)) => Unavailable,
+        ExecutionError::SchemaAgreementError(agreement) => match agreement {
+            SchemaAgreementError::ConnectionPoolError(_)
+            | SchemaAgreementError::Timeout(_)
+            | SchemaAgreementError::RequiredHostAbsent(_) => Unavailable,
+            SchemaAgreementError::PrepareError(prepare) => prepare_kind(prepare),
+            SchemaAgreementError::RequestError(attempt) => attempt_kind(attempt),
+            _ => Permanent,
+        },
+        ExecutionError::MetadataError(MetadataError::ConnectionPoolError(_) | MetadataError::FetchError(_)) => {
+            Unavailable
+        }
+        _ => Permanent,
     }
 }
 
-fn attempt_is_transient(attempt: &RequestAttemptError) -> bool {
+fn prepare_kind(error: &PrepareError) -> ErrorKind {
+    match error {
+        PrepareError::ConnectionPoolError(_) => ErrorKind::Unavailable,
+        PrepareError::AllAttemptsFailed { first_attempt } => attempt_kind(first_attempt),
+        _ => ErrorKind::Permanent,
+    }
+}
+
+fn attempt_kind(attempt: &RequestAttemptError) -> ErrorKind {
     match attempt {
-        RequestAttemptError::DbError(db, _) => !matches!(
-            db,
-            DbError::SyntaxError
-                | DbError::Invalid
-                | DbError::AlreadyExists { .. }
-                | DbError::FunctionFailure { .. }
-                | DbError::AuthenticationError
-                | DbError::Unauthorized
-                | DbError::ConfigError
-        ),
-        RequestAttemptError::SerializationError(_) | RequestAttemptError::CqlRequestSerialization(_) => false,
-        _ => true,
+        RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId => {
+            ErrorKind::Unavailable
+        }
+        RequestAttemptError::DbError(db, _) => db_kind(db),
+        _ => ErrorKind::Permanent,
+    }
+}
+
+fn db_kind(error: &DbError) -> ErrorKind {
+    match error {
+        DbError::Unavailable { .. }
+        | DbError::Overloaded
+        | DbError::IsBootstrapping
+        | DbError::ReadTimeout { .. }
+        | DbError::WriteTimeout { .. }
+        | DbError::RateLimitReached { .. }
+        // The node lost its prepared statements (it restarted): the
+        // driver prepares them again on the next attempt.
+        | DbError::Unprepared { .. } => ErrorKind::Unavailable,
+        _ => ErrorKind::Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use scylla::errors::{BadQuery, ConnectionPoolError};
+
+    use super::*;
+
+    fn db(error: DbError) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(error, "message".into()))
+    }
+
+    #[test]
+    fn unavailability_is_transient_and_everything_else_permanent() {
+        let unavailable = [
+            ExecutionError::RequestTimeout(Duration::from_secs(2)),
+            ExecutionError::ConnectionPoolError(ConnectionPoolError::Initializing),
+            ExecutionError::EmptyPlan,
+            db(DbError::Overloaded),
+            db(DbError::IsBootstrapping),
+            ExecutionError::LastAttemptError(RequestAttemptError::UnableToAllocStreamId),
+            ExecutionError::PrepareError(PrepareError::ConnectionPoolError(ConnectionPoolError::Initializing)),
+        ];
+        for error in &unavailable {
+            assert_eq!(execution_kind(error), ErrorKind::Unavailable, "{error}");
+        }
+        let permanent = [
+            db(DbError::SyntaxError),
+            db(DbError::Invalid),
+            db(DbError::Unauthorized),
+            db(DbError::ServerError),
+            db(DbError::ProtocolError),
+            db(DbError::Other(0x1234)),
+            ExecutionError::BadQuery(BadQuery::PartitionKeyExtraction),
+            ExecutionError::PrepareError(PrepareError::PreparedStatementIdsMismatch),
+            ExecutionError::PrepareError(PrepareError::AllAttemptsFailed {
+                first_attempt: RequestAttemptError::DbError(DbError::Invalid, "unconfigured table".into()),
+            }),
+        ];
+        for error in &permanent {
+            assert_eq!(execution_kind(error), ErrorKind::Permanent, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_kind_of_an_error_follows_its_cause() {
+        let timeout = CassandraError::execution("reading")(ExecutionError::RequestTimeout(Duration::from_secs(1)));
+        assert_eq!(timeout.kind(), ErrorKind::Unavailable);
+        assert!(timeout.is_transient());
+        let invalid = CassandraError::execution("reading")(db(DbError::Invalid));
+        assert_eq!(invalid.kind(), ErrorKind::Permanent);
+        assert!(!invalid.is_transient());
+        let connect = CassandraError::Connect { nodes: "127.0.0.1:9042".into(), message: "refused".into() };
+        assert_eq!(connect.kind(), ErrorKind::Unavailable);
+        let login = CassandraError::Login { nodes: "127.0.0.1:9042".into(), message: "bad password".into() };
+        assert_eq!(login.kind(), ErrorKind::Permanent);
+        assert_eq!(CassandraError::Config("port 0".into()).kind(), ErrorKind::Permanent);
     }
 }

@@ -85,6 +85,7 @@ impl PageParams {
         (status = 400, description = "page_token forged, damaged or from another query", body = Detail),
         (status = 401, description = "missing or wrong API key", body = Detail),
         (status = 422, description = "player_id or page_size out of bounds", body = Detail),
+        (status = 500, description = "a failure retrying will not fix (logged)", body = Detail),
         (status = 503, description = "Cassandra unavailable; retry", body = Detail),
     )
 )]
@@ -103,7 +104,7 @@ pub async fn completed_sessions(
         .store()?
         .completed(player_id, position.map(|position| position.cursor), page_size)
         .await
-        .map_err(store_unavailable)?;
+        .map_err(ApiError::from)?;
     Ok(Json(page_out(&state, &scope, 0, page)))
 }
 
@@ -123,6 +124,7 @@ pub async fn completed_sessions(
         (status = 400, description = "page_token forged, damaged or from another query", body = Detail),
         (status = 401, description = "missing or wrong API key", body = Detail),
         (status = 422, description = "country, hours (1..=24) or page_size out of bounds", body = Detail),
+        (status = 500, description = "a failure retrying will not fix (logged)", body = Detail),
         (status = 503, description = "Cassandra unavailable; retry", body = Detail),
     )
 )]
@@ -145,13 +147,8 @@ pub async fn started_sessions(
         .store()?
         .started(window, position.map(|position| position.cursor), page_size)
         .await
-        .map_err(store_unavailable)?;
+        .map_err(ApiError::from)?;
     Ok(Json(page_out(&state, &scope, anchor_ms, page)))
-}
-
-fn store_unavailable(error: crate::store::Unavailable) -> ApiError {
-    tracing::warn!(%error, "serving store read failed");
-    ApiError::unavailable("Cassandra is unavailable; retry shortly")
 }
 
 fn page_out(state: &AppState, scope: &str, anchor_ms: i64, page: Page) -> SessionsPage {

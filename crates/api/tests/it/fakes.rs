@@ -11,7 +11,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use scylla::value::CqlTimestamp;
-use sessionlake_api::store::{Committed, EventSink, SessionStore, Unavailable};
+use sessionlake_api::store::{Committed, EventSink, SessionStore, StoreError, Unavailable};
 use sessionlake_api::{ApiKeys, ApiSettings, AppState, TokenSigner};
 use sessionlake_cassandra::read::{COMPLETED_LIMIT, Cursor, Page, SessionItem, StartedWindow};
 use sessionlake_model::{Clock, Event};
@@ -27,8 +27,8 @@ pub struct FakeStore {
     pub completed: BTreeMap<String, Vec<SessionItem>>,
     /// Started sessions, any order.
     pub started: Vec<SessionItem>,
-    /// Answer every call with `Unavailable`.
-    pub down: bool,
+    /// Answer every call with this error (`None`: answer).
+    pub failure: Option<StoreError>,
 }
 
 fn page_of(rows: Vec<SessionItem>, cursor: Option<Cursor>, page_size: usize) -> Page {
@@ -39,8 +39,8 @@ fn page_of(rows: Vec<SessionItem>, cursor: Option<Cursor>, page_size: usize) -> 
 }
 
 impl SessionStore for FakeStore {
-    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>> {
-        let outcome = if self.down { Err(Unavailable("down".into())) } else { Ok(()) };
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let outcome = self.failure.clone().map_or(Ok(()), Err);
         async move { outcome }.boxed()
     }
 
@@ -49,10 +49,10 @@ impl SessionStore for FakeStore {
         player_id: String,
         cursor: Option<Cursor>,
         page_size: usize,
-    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
+    ) -> BoxFuture<'_, Result<Page, StoreError>> {
         let mut rows = self.completed.get(&player_id).cloned().unwrap_or_default();
         rows.truncate(COMPLETED_LIMIT);
-        let outcome = if self.down { Err(Unavailable("down".into())) } else { Ok(page_of(rows, cursor, page_size)) };
+        let outcome = self.failure.clone().map_or_else(|| Ok(page_of(rows, cursor, page_size)), Err);
         async move { outcome }.boxed()
     }
 
@@ -61,7 +61,7 @@ impl SessionStore for FakeStore {
         window: StartedWindow,
         cursor: Option<Cursor>,
         page_size: usize,
-    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
+    ) -> BoxFuture<'_, Result<Page, StoreError>> {
         let mut rows: Vec<SessionItem> = self
             .started
             .iter()
@@ -70,7 +70,7 @@ impl SessionStore for FakeStore {
             .cloned()
             .collect();
         rows.sort_by(|a, b| b.ts.0.cmp(&a.ts.0).then(a.session_id.cmp(&b.session_id)));
-        let outcome = if self.down { Err(Unavailable("down".into())) } else { Ok(page_of(rows, cursor, page_size)) };
+        let outcome = self.failure.clone().map_or_else(|| Ok(page_of(rows, cursor, page_size)), Err);
         async move { outcome }.boxed()
     }
 }
@@ -191,4 +191,31 @@ pub fn app_timing_out_after(request_timeout: Duration) -> (Router, Arc<FakeSink>
     let state = AppState::new(settings, sink.clone());
     state.set_store(Arc::new(fixture_store()));
     (sessionlake_api::router(state), sink)
+}
+
+/// Everything a tracing subscriber writes, for the test to search.
+#[derive(Clone, Default)]
+pub struct CapturedLog(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    /// What was written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Forgets what was written so far.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
 }

@@ -2,6 +2,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 
+use sessionlake_api::store::StoreError;
+use tower::ServiceExt;
+
 use crate::fakes::*;
 
 fn start_event(n: u32) -> Value {
@@ -27,11 +30,51 @@ async fn ready_is_503_until_the_store_is_connected_and_answers() {
     state.set_store(std::sync::Arc::new(fixture_store()));
     assert_eq!(get(&router, "/ready").await.json(), json!({"detail": "Ready"}));
 
-    let (router, _, _) = app_with(Some(FakeStore { down: true, ..fixture_store() }), &[]);
+    let down = StoreError::unavailable("reading the serving tables: no node answered (down)");
+    let (router, _, _) = app_with(Some(FakeStore { failure: Some(down), ..fixture_store() }), &[]);
     assert_eq!(get(&router, "/ready").await.status, StatusCode::SERVICE_UNAVAILABLE);
     let answer = get(&router, "/models/started_sessions/IT/3").await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!answer.text().contains("down"), "internal messages stay in the log: {}", answer.text());
+}
+
+/// A request a client can retry gets 503 and `Retry-After`; a failure no
+/// retry fixes (a schema that does not match the code, undecodable rows)
+/// is a 500 that shows nothing of its cause, and is logged as an error
+/// with it.
+#[tokio::test]
+async fn unavailability_is_503_with_retry_after_and_a_permanent_store_error_is_500() {
+    // The test's runtime is single-threaded: the handlers log here.
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let cases = [
+        (StoreError::unavailable("reading: request timed out after 2s"), 503, true, "WARN"),
+        (StoreError::permanent("reading: column ts has type int, expected timestamp"), 500, false, "ERROR"),
+    ];
+    for (error, status, retry_after, level) in cases {
+        let (router, _, _) = app_with(Some(FakeStore { failure: Some(error.clone()), ..fixture_store() }), &[]);
+        for uri in [format!("/models/completed-sessions/{}", player(1)), "/models/started_sessions/IT/3".into()] {
+            // See `api_keys_are_never_logged_nor_echoed`: once the call
+            // sites are registered, a rebuild makes sure they log here.
+            send(&router, Request::get(&uri).body(Body::empty()).unwrap()).await;
+            tracing::callsite::rebuild_interest_cache();
+            log.clear();
+            let response = router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(response.status(), status, "{uri}: {error:?}");
+            assert_eq!(response.headers().contains_key("retry-after"), retry_after, "{uri}: {error:?}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            let detail: Value = serde_json::from_slice(&body).unwrap();
+            let detail = detail["detail"].as_str().unwrap();
+            assert!(!detail.contains("column") && !detail.contains("timed out"), "{uri}: internals shown: {detail}");
+            let logged = log.text();
+            assert!(
+                logged.lines().any(|line| line.contains(level) && line.contains(&error.message)),
+                "{uri}: no {level} line with the cause in the log:\n{logged}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@
 //! deterministically in `src/auth.rs`; how long a check takes is a
 //! benchmark (`examples/key_check_timing.rs`), never a test.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use axum::http::{Request, StatusCode};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::json;
-use sessionlake_api::store::{Committed, EventSink, SessionStore, Unavailable};
+use sessionlake_api::store::{Committed, EventSink, SessionStore, StoreError, Unavailable};
 use sessionlake_api::{ApiKeys, ApiSettings, AppState, ServeOptions, TokenSigner};
 use sessionlake_cassandra::read::{Cursor, Page, StartedWindow};
 use sessionlake_model::{Clock, Event};
@@ -35,27 +34,6 @@ const WRONG_KEY: &str = "sl_live_Hq2Xv9LmP4tR8wZ4_kY";
 const SPECIAL_KEYS: [&str; 2] = ["Qm7Tz2Kd \"quoted\" 'single' \\back {json} %27 <b>&amp;", "ключ-🔑-Zx81Qp;DROP--"];
 /// Substrings any leak of one of the keys above would contain.
 const KEY_CORES: [&str; 4] = ["Hq2Xv9LmP4tR8w", "Qm7Tz2Kd", "Zx81Qp", "ключ"];
-
-/// Everything a tracing subscriber writes, for the test to search.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLog {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 fn percent_encoded(text: &str) -> String {
     text.bytes()
@@ -205,7 +183,7 @@ struct RecordingStore {
 }
 
 impl SessionStore for RecordingStore {
-    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>> {
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.inner.ping()
     }
 
@@ -214,7 +192,7 @@ impl SessionStore for RecordingStore {
         player_id: String,
         cursor: Option<Cursor>,
         page_size: usize,
-    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
+    ) -> BoxFuture<'_, Result<Page, StoreError>> {
         self.player_ids.lock().unwrap().push(player_id.clone());
         self.cursors.lock().unwrap().extend(cursor.clone());
         self.inner.completed(player_id, cursor, page_size)
@@ -225,7 +203,7 @@ impl SessionStore for RecordingStore {
         window: StartedWindow,
         cursor: Option<Cursor>,
         page_size: usize,
-    ) -> BoxFuture<'_, Result<Page, Unavailable>> {
+    ) -> BoxFuture<'_, Result<Page, StoreError>> {
         self.windows.lock().unwrap().push(window.clone());
         self.cursors.lock().unwrap().extend(cursor.clone());
         self.inner.started(window, cursor, page_size)
@@ -355,15 +333,15 @@ impl EventSink for Panicking {
 }
 
 impl SessionStore for Panicking {
-    fn ping(&self) -> BoxFuture<'_, Result<(), Unavailable>> {
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         panic!("{PANIC_MESSAGE}")
     }
 
-    fn completed(&self, _: String, _: Option<Cursor>, _: usize) -> BoxFuture<'_, Result<Page, Unavailable>> {
+    fn completed(&self, _: String, _: Option<Cursor>, _: usize) -> BoxFuture<'_, Result<Page, StoreError>> {
         panic!("{PANIC_MESSAGE}")
     }
 
-    fn started(&self, _: StartedWindow, _: Option<Cursor>, _: usize) -> BoxFuture<'_, Result<Page, Unavailable>> {
+    fn started(&self, _: StartedWindow, _: Option<Cursor>, _: usize) -> BoxFuture<'_, Result<Page, StoreError>> {
         async { panic!("{PANIC_MESSAGE}") }.boxed()
     }
 }
