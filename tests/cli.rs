@@ -1,21 +1,91 @@
 //! The `sessionlake` binary as a user runs it: determinism of `generate`,
-//! the whole chain's JSON reports against the truth file, and failures that
-//! are one line on stderr with a non-zero exit.
+//! the whole chain's JSON reports against the truth file, failures that
+//! are one line on stderr with a non-zero exit, the configuration's rules
+//! (every flag has a variable, bad values are refused at parse time), and
+//! long-running commands (`sessions --follow`, `up`, streamed `sql`).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The binary on `lake` with `--json`, not run yet.
+fn command(lake: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessionlake"));
+    command.arg("--lake").arg(lake).arg("--json").args(args).env_remove("SESSIONLAKE_DEBUG");
+    command
+}
+
 fn sessionlake(lake: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sessionlake"))
-        .arg("--lake")
-        .arg(lake)
-        .arg("--json")
-        .args(args)
-        .env_remove("SESSIONLAKE_DEBUG")
-        .output()
-        .expect("the binary runs")
+    command(lake, args).output().expect("the binary runs")
+}
+
+/// A `sessionlake` running in the background, its stdout and stderr going
+/// to files; killed when dropped.
+struct Background {
+    child: Option<Child>,
+    stdout: tempfile::NamedTempFile,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Background {
+    fn spawn(command: &mut Command) -> Self {
+        let (stdout, stderr) = (tempfile::NamedTempFile::new().unwrap(), tempfile::NamedTempFile::new().unwrap());
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(stdout.reopen().unwrap())
+            .stderr(stderr.reopen().unwrap())
+            .spawn()
+            .expect("the binary starts");
+        Self { child: Some(child), stdout, stderr }
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.stdout.path()).unwrap()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap()
+    }
+
+    /// Waits up to `patience` for `done`, failing if the process ends first.
+    fn wait_for(&mut self, what: &str, patience: Duration, done: impl Fn(&Self) -> bool) {
+        let started = Instant::now();
+        while !done(self) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ended ({status}) before {what}\nstdout: {}\nstderr: {}", self.stdout(), self.stderr());
+            }
+            assert!(started.elapsed() < patience, "no {what} in {patience:?}\nstderr: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (60 s at most).
+    fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("did not stop within 60 s of SIGTERM\nstderr: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn report(output: &Output) -> Value {
@@ -179,4 +249,50 @@ fn a_truncated_landed_file_is_one_clear_error_and_writes_nothing() {
     report(&sessionlake(&lake, &["ingest", "--source", &cut.display().to_string()]));
     assert_one_line_failure(&sessionlake(&lake, &["raw"]), "cut.jsonl.bz2");
     assert!(!lake.join("raw/assignment_data/r_session_events/EVENT_DATE=2016-11-01").exists(), "nothing merged");
+}
+
+/// Found in review: one failed pass ended `--follow` (and in `up` took the
+/// API down with it). A pass that fails is logged with its cause and
+/// retried with backoff; the follower heals once the cause is gone.
+#[test]
+fn a_failed_follow_pass_is_logged_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("events.jsonl.bz2").display().to_string();
+    let truth_path = dir.path().join("truth.json").display().to_string();
+    report(&sessionlake(
+        &lake,
+        &["generate", "--out", &file, "--sessions", "300", "--seed", "5", "--truth", &truth_path],
+    ));
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+    report(&sessionlake(&lake, &["ingest", "--source", &file]));
+    report(&sessionlake(&lake, &["raw"]));
+
+    // A file where the gold zone's folder must go: every pass fails to create the table.
+    let blocker = lake.join("use_case");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let mut follow = command(&lake, &["sessions", "--follow", "--poll-seconds", "0.05"]);
+    follow.env("SESSIONLAKE_LOG", "warn").env_remove("SESSIONLAKE_FOLLOW");
+    let mut follower = Background::spawn(&mut follow);
+    follower.wait_for("a second failed pass", Duration::from_secs(60), |follower| {
+        follower.stderr().matches("pass failed").count() >= 2
+    });
+    std::fs::remove_file(&blocker).unwrap();
+    follower.wait_for("a sessions report once healed", Duration::from_secs(60), |follower| {
+        follower.stdout().contains("\"inserted\"")
+    });
+    let stdout = follower.stdout();
+    let stderr = follower.stderr();
+    let status = follower.terminate();
+    assert!(status.success(), "stops cleanly on SIGTERM: {status}\n{stderr}");
+
+    let warning = stderr.lines().find(|line| line.contains("pass failed")).unwrap();
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("while folding raw versions") && warning.contains("use_case"),
+        "the cause chain: {warning}"
+    );
+    assert!(warning.contains("retry_in="), "says when it retries: {warning}");
+    let healed: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(healed["inserted"], truth["sessions"]);
 }

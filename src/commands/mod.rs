@@ -116,43 +116,87 @@ pub async fn raw(global: &GlobalArgs) -> Result<()> {
 /// How long a pass in flight may go on after the stop signal.
 const PASS_GRACE: Duration = Duration::from_secs(30);
 
+/// The follower's backoff policy: the pause after a failed pass starts
+/// here and doubles with each failure in a row, up to [`RETRY_PAUSE_MAX`];
+/// a good pass starts it over.
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(500);
+/// The longest pause between failed passes.
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(30);
+
 /// Runs `pass` again and again, `poll` apart, until `stop` resolves; each
-/// outcome goes to `show`, which says whether to go on. A pass in flight
-/// when `stop` resolves gets [`PASS_GRACE`] to finish: dropping it would be
-/// safe for the data (a Delta commit is atomic and carries its own progress
-/// marker; Cassandra rows are idempotent upserts recorded as applied only
-/// after they are acknowledged), but it leaves the Delta kernel's detached
-/// reads running into the exit, where a cancelled one panicked (found by
-/// `.ci/run` on `up`), and finishing keeps the pass's work.
+/// good outcome goes to `show`, which says whether to go on.
+///
+/// A failed pass never ends the loop: it is logged (warn, with its cause
+/// chain) and retried after [`retry_pause`]. The passes are idempotent
+/// (each applies only what its progress marker says is new), so a retry
+/// after a commit conflict, an I/O hiccup or a Cassandra timeout simply
+/// does the work again. Errors that cannot heal (a bad configuration, a
+/// store that rejects the credentials) are the ones a command finds before
+/// it starts following, and those still end it.
+///
+/// A pass in flight when `stop` resolves gets [`PASS_GRACE`] to finish:
+/// dropping it would be safe for the data (a Delta commit is atomic and
+/// carries its own progress marker; Cassandra rows are idempotent upserts
+/// recorded as applied only after they are acknowledged), but it leaves the
+/// Delta kernel's detached reads running into the exit, where a cancelled
+/// one panicked (found by `.ci/run` on `up`), and finishing keeps the
+/// pass's work.
 pub(crate) async fn follow<T, Pass>(
     poll: Duration,
     stop: impl Future<Output = ()>,
     mut pass: impl FnMut() -> Pass,
     mut show: impl FnMut(&T) -> bool,
-) -> Result<()>
-where
+) where
     Pass: Future<Output = Result<T>>,
 {
     let mut stop = std::pin::pin!(stop);
+    let mut failed_in_a_row = 0u32;
     loop {
         let mut running = std::pin::pin!(pass());
         let outcome = tokio::select! {
-            outcome = &mut running => outcome?,
+            outcome = &mut running => outcome,
             _ = &mut stop => {
                 if tokio::time::timeout(PASS_GRACE, running).await.is_err() {
                     tracing::warn!("the pass in flight did not finish {PASS_GRACE:?} after the stop signal; stopping anyway");
                 }
-                return Ok(());
+                return;
             }
         };
-        if !show(&outcome) {
-            return Ok(());
-        }
+        let pause = match outcome {
+            Ok(outcome) => {
+                if failed_in_a_row > 0 {
+                    tracing::info!(failed_in_a_row, "a follow pass succeeded again");
+                    failed_in_a_row = 0;
+                }
+                if !show(&outcome) {
+                    return;
+                }
+                poll
+            }
+            Err(error) => {
+                failed_in_a_row += 1;
+                let pause = retry_pause(failed_in_a_row);
+                tracing::warn!(
+                    error = %crate::one_line(&error),
+                    failed_in_a_row,
+                    retry_in = ?pause,
+                    "a follow pass failed; retrying"
+                );
+                pause
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(pause) => {}
+            _ = &mut stop => return,
         }
     }
+}
+
+/// The pause after the `failed_in_a_row`-th failed pass in a row (from 1):
+/// 0.5 s, 1 s, 2 s, … up to 30 s.
+fn retry_pause(failed_in_a_row: u32) -> Duration {
+    let doublings = failed_in_a_row.saturating_sub(1).min(16);
+    RETRY_PAUSE_MIN.saturating_mul(1 << doublings).min(RETRY_PAUSE_MAX)
 }
 
 /// Seconds between polls, never below 50 ms.
@@ -194,7 +238,8 @@ pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
     let stage = sessions_stage(global, &args.batching, show_progress(global) && !args.follow, args.max_batches);
     if args.follow {
         let pass = || async { stage.run().await.context(SESSIONS_CONTEXT) };
-        return follow(poll_interval(args.poll_seconds), shutdown_signal(), pass, show_sessions(global)).await;
+        follow(poll_interval(args.poll_seconds), shutdown_signal(), pass, show_sessions(global)).await;
+        return Ok(());
     }
     tokio::select! {
         outcome = stage.run() => report::print(global, "sessions", &outcome.context(SESSIONS_CONTEXT)?),
@@ -287,7 +332,8 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     };
     if args.follow {
         let pass = || async { server.run().await.context(SERVE_CONTEXT) };
-        return follow(poll_interval(args.poll_seconds), interrupted, pass, show_serve(global)).await;
+        follow(poll_interval(args.poll_seconds), interrupted, pass, show_serve(global)).await;
+        return Ok(());
     }
     tokio::select! {
         outcome = server.run() => report::print(global, "serve", &outcome.context(SERVE_CONTEXT)?),

@@ -40,6 +40,8 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs) -> Result<()> {
 
     // One signal stops all three: the followers between passes, the API
     // after its requests in flight (and after committing posted events).
+    // A follower's failed pass is logged and retried (see `follow`): only
+    // the API's own failure ends `up`.
     let stop = super::shutdown_signal().boxed().shared();
     let poll = poll_interval(args.poll_seconds);
     let sessions = sessions_stage(global, &args.run.batching, false, None);
@@ -51,7 +53,8 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs) -> Result<()> {
         .context("while connecting to Cassandra")?;
     let follow_serve =
         follow(poll, stop.clone(), || async { server.run().await.context(SERVE_CONTEXT) }, show_serve(global));
-    let (_, _, api_report) = tokio::try_join!(follow_sessions, follow_serve, api.serve(stop))?;
+    let (_, _, api_report) =
+        tokio::try_join!(follow_sessions.map(anyhow::Ok), follow_serve.map(anyhow::Ok), api.serve(stop))?;
     report::print(global, "api", &api_report);
     Ok(())
 }
