@@ -22,7 +22,13 @@ use crate::config::{Command, Config};
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    let filter = EnvFilter::try_new(&config.global.log).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = match EnvFilter::try_new(&config.global.log) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("error: invalid --log filter {:?} (SESSIONLAKE_LOG): {error}", config.global.log);
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

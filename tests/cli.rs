@@ -251,6 +251,17 @@ fn a_truncated_landed_file_is_one_clear_error_and_writes_nothing() {
     assert!(!lake.join("raw/assignment_data/r_session_events/EVENT_DATE=2016-11-01").exists(), "nothing merged");
 }
 
+/// Found in review: a typo in `--log` silently became `warn`.
+#[test]
+fn a_bad_log_filter_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.jsonl.bz2").display().to_string();
+    let output = sessionlake(&dir.path().join("lake"), &["--log", "sessionlake=loud", "generate", "--out", &out]);
+    assert_one_line_failure(&output, "--log");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sessionlake=loud"));
+    assert!(!Path::new(&out).exists(), "nothing ran");
+}
+
 /// Found in review: one failed pass ended `--follow` (and in `up` took the
 /// API down with it). A pass that fails is logged with its cause and
 /// retried with backoff; the follower heals once the cause is gone.
