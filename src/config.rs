@@ -2,6 +2,7 @@
 //! a `SESSIONLAKE_*` environment variable, with defaults for a local run.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
@@ -115,9 +116,9 @@ pub struct SessionsArgs {
     /// Keep polling for new raw versions instead of stopping when caught up.
     #[arg(long, env = "SESSIONLAKE_FOLLOW", default_value_t = false)]
     pub follow: bool,
-    /// Seconds between polls with --follow.
-    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value_t = 1.0)]
-    pub poll_seconds: f64,
+    /// Seconds between polls with --follow (at least 0.05).
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    pub poll_seconds: Duration,
     /// How raw versions are grouped into gold MERGEs.
     #[command(flatten)]
     pub batching: SessionsBatching,
@@ -199,9 +200,9 @@ pub struct ServeArgs {
     /// Keep polling for new gold versions instead of stopping when caught up.
     #[arg(long, env = "SESSIONLAKE_FOLLOW", default_value_t = false)]
     pub follow: bool,
-    /// Seconds between polls with --follow.
-    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value_t = 1.0)]
-    pub poll_seconds: f64,
+    /// Seconds between polls with --follow (at least 0.05).
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    pub poll_seconds: Duration,
     /// How rows are written.
     #[command(flatten)]
     pub writes: ServeWrites,
@@ -252,12 +253,12 @@ pub struct ApiOptions {
     /// (random per process when unset: tokens then die with the process).
     #[arg(long, env = "SESSIONLAKE_API_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
-    /// Seconds a request may take before it is answered 503.
-    #[arg(long, env = "SESSIONLAKE_API_REQUEST_TIMEOUT_SECONDS", default_value_t = 10.0)]
-    pub request_timeout_seconds: f64,
-    /// Seconds a Cassandra read may take.
-    #[arg(long, env = "SESSIONLAKE_API_READ_TIMEOUT_SECONDS", default_value_t = 2.0)]
-    pub read_timeout_seconds: f64,
+    /// Seconds a request may take before it is answered 503 (at least 0.1).
+    #[arg(long, env = "SESSIONLAKE_API_REQUEST_TIMEOUT_SECONDS", default_value = "10", value_parser = seconds)]
+    pub request_timeout_seconds: Duration,
+    /// Seconds a Cassandra read may take (at least 0.05).
+    #[arg(long, env = "SESSIONLAKE_API_READ_TIMEOUT_SECONDS", default_value = "2", value_parser = seconds)]
+    pub read_timeout_seconds: Duration,
     /// Largest request body, in bytes (413 above).
     #[arg(long, env = "SESSIONLAKE_API_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,
@@ -266,8 +267,8 @@ pub struct ApiOptions {
     #[arg(long, env = "SESSIONLAKE_API_COMPACT_AFTER_COMMITS", default_value_t = 64)]
     pub compact_after_commits: u64,
     /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C.
-    #[arg(long, env = "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
-    pub shutdown_grace_seconds: f64,
+    #[arg(long, env = "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS", default_value = "30", value_parser = seconds)]
+    pub shutdown_grace_seconds: Duration,
 }
 
 /// `run` options.
@@ -307,9 +308,10 @@ pub struct UpArgs {
     /// How the API serves.
     #[command(flatten)]
     pub api: ApiOptions,
-    /// Seconds between the polls of `sessions` and `serve` for new versions.
-    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value_t = 1.0)]
-    pub poll_seconds: f64,
+    /// Seconds between the polls of `sessions` and `serve` for new versions
+    /// (at least 0.05).
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    pub poll_seconds: Duration,
 }
 
 /// `insights` options.
@@ -345,4 +347,16 @@ pub enum SqlFormat {
     Csv,
     /// One JSON array of objects.
     Json,
+}
+
+/// Parses a number of seconds (fractions allowed): finite, not negative,
+/// and within what a [`Duration`] holds. `Duration::from_secs_f64` panics
+/// on anything else, so every seconds flag goes through here.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("seconds must be a finite number, 0 or more (got {text})"));
+    }
+    // `abs` turns -0 into 0.
+    Duration::try_from_secs_f64(value.abs()).map_err(|_| format!("{text} seconds is more than a duration can hold"))
 }

@@ -21,6 +21,21 @@ fn sessionlake(lake: &Path, args: &[&str]) -> Output {
     command(lake, args).output().expect("the binary runs")
 }
 
+/// Runs `command` to its end, killing it after `patience` (a command that
+/// should have refused its arguments must not hang the suite).
+fn output_within(mut command: Command, patience: Duration) -> Output {
+    let mut running = Background::spawn(&mut command);
+    let started = Instant::now();
+    while running.child.as_mut().unwrap().try_wait().unwrap().is_none() {
+        if started.elapsed() > patience {
+            panic!("still running after {patience:?}: {command:?}\nstderr: {}", running.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = running.child.take().unwrap().wait().unwrap();
+    Output { status, stdout: running.stdout().into_bytes(), stderr: running.stderr().into_bytes() }
+}
+
 /// A `sessionlake` running in the background, its stdout and stderr going
 /// to files; killed when dropped.
 struct Background {
@@ -260,6 +275,38 @@ fn a_bad_log_filter_is_an_error() {
     assert_one_line_failure(&output, "--log");
     assert!(String::from_utf8_lossy(&output.stderr).contains("sessionlake=loud"));
     assert!(!Path::new(&out).exists(), "nothing ran");
+}
+
+/// Found in review: `Duration::from_secs_f64` panics on an infinite, NaN or
+/// too-large number of seconds, and a negative one was silently clamped.
+/// Every seconds flag (and its variable) is checked when parsed.
+#[test]
+fn seconds_flags_refuse_infinite_nan_negative_and_huge_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let seconds_flags: [(&[&str], &str, &str); 6] = [
+        (&["sessions", "--follow"], "--poll-seconds", "SESSIONLAKE_POLL_SECONDS"),
+        (&["serve", "--follow"], "--poll-seconds", "SESSIONLAKE_POLL_SECONDS"),
+        (&["up"], "--poll-seconds", "SESSIONLAKE_POLL_SECONDS"),
+        (&["api"], "--request-timeout-seconds", "SESSIONLAKE_API_REQUEST_TIMEOUT_SECONDS"),
+        (&["api"], "--read-timeout-seconds", "SESSIONLAKE_API_READ_TIMEOUT_SECONDS"),
+        (&["api"], "--shutdown-grace-seconds", "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS"),
+    ];
+    for (command_args, flag, variable) in seconds_flags {
+        for bad in ["inf", "NaN", "-1", "1e300", "soon"] {
+            let mut by_flag = command(&lake, command_args);
+            by_flag.arg(format!("{flag}={bad}")).env_remove(variable);
+            let mut by_variable = command(&lake, command_args);
+            by_variable.env(variable, bad);
+            for (how, run) in [("flag", by_flag), ("variable", by_variable)] {
+                let output = output_within(run, Duration::from_secs(30));
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert_eq!(output.status.code(), Some(2), "{command_args:?} {flag} {bad} by {how}: {stderr}");
+                assert!(stderr.contains(flag) && stderr.contains(bad), "{flag} {bad} by {how}: {stderr}");
+                assert!(!stderr.contains("panicked"), "{stderr}");
+            }
+        }
+    }
 }
 
 /// Found in review: one failed pass ended `--follow` (and in `up` took the

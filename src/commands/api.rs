@@ -92,7 +92,7 @@ impl RunningApi {
             .with_context(|| format!("while binding {}", options.addr))?;
         let addr = listener.local_addr()?;
         info!(%addr, "API listening");
-        let grace = Duration::from_secs_f64(options.shutdown_grace_seconds.max(0.0));
+        let grace = options.shutdown_grace_seconds;
         Ok(Self { state, addr, listener, live, grace, started })
     }
 
@@ -128,14 +128,14 @@ impl ApiOptions {
                 _ => TokenSigner::random(),
             },
             api_keys: self.api_keys()?,
-            request_timeout: Duration::from_secs_f64(self.request_timeout_seconds.max(0.1)),
+            request_timeout: self.request_timeout_seconds.max(Duration::from_millis(100)),
             max_body_bytes: self.max_body_bytes,
         })
     }
 
     /// How long one Cassandra read may take.
     pub fn read_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.read_timeout_seconds.max(0.05))
+        self.read_timeout_seconds.max(Duration::from_millis(50))
     }
 
     /// The keys from `--api-keys` and the file of `--api-keys-file`.

@@ -199,9 +199,9 @@ fn retry_pause(failed_in_a_row: u32) -> Duration {
     RETRY_PAUSE_MIN.saturating_mul(1 << doublings).min(RETRY_PAUSE_MAX)
 }
 
-/// Seconds between polls, never below 50 ms.
-fn poll_interval(seconds: f64) -> Duration {
-    Duration::from_secs_f64(seconds.max(0.05))
+/// The time between polls, never below 50 ms.
+fn poll_interval(poll: Duration) -> Duration {
+    poll.max(Duration::from_millis(50))
 }
 
 const SESSIONS_CONTEXT: &str = "while folding raw versions into the sessions table";
