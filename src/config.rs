@@ -108,6 +108,23 @@ pub struct IngestArgs {
     /// A URL (http/https) or a local file path.
     #[arg(long, env = "SESSIONLAKE_SOURCE", default_value = DEFAULT_SOURCE)]
     pub source: String,
+    /// How a URL is downloaded.
+    #[command(flatten)]
+    pub download: DownloadArgs,
+}
+
+/// How a URL source is downloaded (`ingest`, `run`, `up`).
+#[derive(Debug, Clone, Args)]
+pub struct DownloadArgs {
+    /// Seconds a download may go without receiving a byte (before the
+    /// response or during the body) before it fails.
+    #[arg(
+        long = "download-idle-timeout-seconds",
+        env = "SESSIONLAKE_DOWNLOAD_IDLE_TIMEOUT_SECONDS",
+        default_value = "60",
+        value_parser = seconds
+    )]
+    pub idle_timeout: Duration,
 }
 
 /// `sessions` options.
@@ -288,6 +305,9 @@ pub struct RunArgs {
     /// Sessions in the --generate file (full size: 500,000).
     #[arg(long, env = "SESSIONLAKE_GENERATE_SESSIONS", default_value_t = 500_000)]
     pub generate_sessions: u64,
+    /// How a URL source is downloaded.
+    #[command(flatten)]
+    pub download: DownloadArgs,
     /// Where Cassandra is.
     #[command(flatten)]
     pub cassandra: CassandraArgs,

@@ -89,7 +89,10 @@ pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<()> {
         source: Source::parse(&args.source),
         show_progress: show_progress(global),
     };
-    let landed = stage.run().await.with_context(|| format!("while landing {}", args.source))?;
+    let landed = stage
+        .run_with_idle_timeout(args.download.idle_timeout)
+        .await
+        .with_context(|| format!("while landing {}", args.source))?;
     let summary = serde_json::json!({
         "file": landed.path.display().to_string(),
         "sha256": landed.entry.sha256,

@@ -91,7 +91,10 @@ pub async fn pipeline(global: &GlobalArgs, args: &RunArgs) -> Result<RunSummary>
         (None, false) => (DEFAULT_SOURCE.to_string(), 0.0),
     };
     let ingest = Ingest { lake: lake.clone(), source: Source::parse(&source), show_progress: show_progress(global) };
-    let landed = ingest.run().await.with_context(|| format!("while landing {source}"))?;
+    let landed = ingest
+        .run_with_idle_timeout(args.download.idle_timeout)
+        .await
+        .with_context(|| format!("while landing {source}"))?;
     let files = Manifest::in_dir(&lake.landing_dir()).entries()?.len() as u64;
     let landing = LandingSummary {
         file: landed.path.display().to_string(),

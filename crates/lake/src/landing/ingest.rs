@@ -1,10 +1,16 @@
 //! Ingest: copy a local file or download a URL into the landing folder,
 //! atomically (temp file, fsync, rename) and idempotently (same bytes, same
 //! landed file, no second manifest entry).
+//!
+//! File work (copying, hashing, fsync, renames, the manifest) runs on
+//! tokio's blocking threads, never on the async workers: a multi-GB copy
+//! would otherwise stall every task sharing them (the API and the followers
+//! of `up`). A download streams its chunks to one blocking writer through
+//! a short bounded channel.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use sessionlake_model::crash;
@@ -72,6 +78,14 @@ pub struct LandingReport {
     pub seconds: f64,
 }
 
+/// How long a download may go without receiving a byte (its response
+/// headers included) before it fails, unless configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Chunks of a download in flight between the network and the writer: a
+/// bound on the memory a slow disk makes the download hold.
+const CHUNKS_IN_FLIGHT: usize = 16;
+
 /// The ingest stage.
 #[derive(Debug, Clone)]
 pub struct Ingest {
@@ -109,9 +123,38 @@ impl Incoming {
         self.file.write_all(chunk).map_err(LakeError::io("writing", &self.path))
     }
 
-    fn finish(self) -> Result<(PathBuf, String, u64, Vec<u8>)> {
+    fn finish(self) -> Result<Received> {
         self.file.sync_all().map_err(LakeError::io("syncing", &self.path))?;
-        Ok((self.path, hex::encode(self.hasher.finalize()), self.size, self.head))
+        Ok(Received {
+            temp_path: self.path,
+            sha256: hex::encode(self.hasher.finalize()),
+            size: self.size,
+            head: self.head,
+        })
+    }
+}
+
+/// The bytes received, durable in their temp file.
+struct Received {
+    temp_path: PathBuf,
+    sha256: String,
+    size: u64,
+    /// The first bytes (the bzip2 magic, when it is one).
+    head: Vec<u8>,
+}
+
+/// Starts file work on tokio's blocking threads at once (see the module
+/// docs) and returns its outcome; a panic there is the caller's panic.
+fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> impl Future<Output = Result<T>> {
+    let handle = tokio::task::spawn_blocking(work);
+    async move {
+        match handle.await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => {
+                Err(LakeError::Unexpected { table: "landing", message: format!("file work cancelled: {error}") })
+            }
+        }
     }
 }
 
@@ -146,19 +189,50 @@ impl Drop for RemoveOnDrop {
 }
 
 impl Ingest {
-    /// Lands the source; see the module docs.
+    /// Lands the source (see the module docs), with downloads failing after
+    /// [`DEFAULT_IDLE_TIMEOUT`] without a byte.
     pub async fn run(&self) -> Result<LandingReport> {
+        self.run_with_idle_timeout(DEFAULT_IDLE_TIMEOUT).await
+    }
+
+    /// Lands the source; a download fails once `idle_timeout` passes
+    /// without a byte received (before or during the body), naming the URL
+    /// and the stall. Nothing is landed on any error.
+    pub async fn run_with_idle_timeout(&self, idle_timeout: Duration) -> Result<LandingReport> {
         let started = Instant::now();
         let dir = self.lake.landing_dir();
-        std::fs::create_dir_all(&dir).map_err(LakeError::io("creating", &dir))?;
-        remove_orphans(&dir);
-        let mut incoming = Incoming::create(&dir)?;
-        let mut guard = RemoveOnDrop(Some(incoming.path.clone()));
-        match &self.source {
-            Source::Url(url) => self.download(url, &mut incoming).await?,
-            Source::File(path) => self.copy(path, &mut incoming)?,
-        }
-        let (temp_path, sha256, size, head) = incoming.finish()?;
+        let incoming = blocking({
+            let dir = dir.clone();
+            move || {
+                std::fs::create_dir_all(&dir).map_err(LakeError::io("creating", &dir))?;
+                remove_orphans(&dir);
+                Incoming::create(&dir)
+            }
+        })
+        .await?;
+        let guard = RemoveOnDrop(Some(incoming.path.clone()));
+        let received = match &self.source {
+            Source::Url(url) => self.download(url, incoming, idle_timeout).await?,
+            Source::File(path) => {
+                let (path, show_progress) = (path.clone(), self.show_progress);
+                blocking(move || copy(&path, incoming, show_progress)).await?
+            }
+        };
+        let ingest = self.clone();
+        blocking(move || ingest.settle(&dir, received, guard, started)).await
+    }
+
+    /// Checks the received bytes and lands them under a free name, unless
+    /// the same bytes landed before; `guard` removes the temp file unless it
+    /// became the landed file.
+    fn settle(
+        &self,
+        dir: &Path,
+        received: Received,
+        mut guard: RemoveOnDrop,
+        started: Instant,
+    ) -> Result<LandingReport> {
+        let Received { temp_path, sha256, size, head } = received;
         if head != b"BZh" {
             return Err(LakeError::NotBzip2 {
                 source_name: self.source.display(),
@@ -166,7 +240,7 @@ impl Ingest {
             });
         }
 
-        let manifest = Manifest::in_dir(&dir);
+        let manifest = Manifest::in_dir(dir);
         let entries = manifest.entries()?;
         if let Some(entry) = entries.iter().find(|entry| entry.sha256 == sha256) {
             return Ok(LandingReport {
@@ -177,12 +251,12 @@ impl Ingest {
             });
         }
 
-        let file_name = self.free_name(&dir, &sha256, &entries)?;
+        let file_name = self.free_name(dir, &sha256, &entries)?;
         let final_path = dir.join(&file_name);
         crash::point(crash::INGEST_BEFORE_RENAME);
         if !final_path.exists() {
             std::fs::rename(&temp_path, &final_path).map_err(LakeError::io("renaming into", &final_path))?;
-            sync_dir(&dir)?;
+            sync_dir(dir)?;
         }
         guard.0 = (temp_path != final_path && temp_path.exists()).then_some(temp_path);
         let entry = ManifestEntry {
@@ -215,52 +289,91 @@ impl Ingest {
         Ok(with_hash_suffix(&name, &format!("{sha256}-{}", nanos())))
     }
 
-    async fn download(&self, url: &str, incoming: &mut Incoming) -> Result<()> {
+    /// Downloads `url` into `incoming`: the network here, the writing and
+    /// hashing on a blocking thread fed through a bounded channel. Fails
+    /// when `idle_timeout` passes without a byte, headers included.
+    async fn download(&self, url: &str, incoming: Incoming, idle_timeout: Duration) -> Result<Received> {
+        let (chunks, to_write) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let writer = blocking(move || write_chunks(incoming, to_write));
         let error = |message: String| LakeError::Download { url: url.to_string(), message };
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .user_agent(concat!("sessionlake/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| error(e.to_string()))?;
-        let response = client.get(url).send().await.map_err(|e| error(one_line(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(error(format!("server answered {status}")));
-        }
-        let expected = response.content_length();
-        let bar = progress::bytes_bar(expected, "download", self.show_progress);
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk
-                .map_err(|e| error(format!("connection broke after {} bytes: {}", incoming.size, one_line(&e))))?;
-            incoming.write(&chunk)?;
-            bar.set_position(incoming.size);
-        }
-        bar.finish_and_clear();
-        if let Some(expected) = expected
-            && incoming.size != expected
-        {
-            return Err(error(format!("body truncated: got {} of {expected} bytes", incoming.size)));
-        }
-        Ok(())
-    }
-
-    fn copy(&self, path: &Path, incoming: &mut Incoming) -> Result<()> {
-        let mut file = std::fs::File::open(path).map_err(LakeError::io("opening", path))?;
-        let total = file.metadata().map(|meta| meta.len()).ok();
-        let bar = progress::bytes_bar(total, "copy", self.show_progress);
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = std::io::Read::read(&mut file, &mut buffer).map_err(LakeError::io("reading", path))?;
-            if read == 0 {
-                break;
+        let idle_seconds = idle_timeout.as_secs_f64();
+        let streamed = async move {
+            let client = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .user_agent(concat!("sessionlake/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| error(e.to_string()))?;
+            let response = tokio::time::timeout(idle_timeout, client.get(url).send())
+                .await
+                .map_err(|_| error(format!("the server stalled: no response within {idle_seconds} s")))?
+                .map_err(|e| error(one_line(&e)))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(error(format!("server answered {status}")));
             }
-            incoming.write(&buffer[..read])?;
-            bar.set_position(incoming.size);
+            let expected = response.content_length();
+            let bar = progress::bytes_bar(expected, "download", self.show_progress);
+            let mut stream = response.bytes_stream();
+            let mut size = 0u64;
+            loop {
+                let next = tokio::time::timeout(idle_timeout, stream.next()).await.map_err(|_| {
+                    error(format!("the server stalled: nothing received for {idle_seconds} s after {size} bytes"))
+                })?;
+                let Some(chunk) = next else { break };
+                let chunk =
+                    chunk.map_err(|e| error(format!("connection broke after {size} bytes: {}", one_line(&e))))?;
+                size += chunk.len() as u64;
+                if chunks.send(chunk).await.is_err() {
+                    // The writer failed: its error is the one to report.
+                    return Ok(());
+                }
+                bar.set_position(size);
+            }
+            bar.finish_and_clear();
+            match expected {
+                Some(expected) if size != expected => {
+                    Err(error(format!("body truncated: got {size} of {expected} bytes")))
+                }
+                _ => Ok(()),
+            }
         }
-        bar.finish_and_clear();
-        Ok(())
+        .await;
+        // The sender is dropped: the writer ends. Its own error (a full
+        // disk) explains a stream cut short by it, so it comes first.
+        let received = writer.await?;
+        streamed?;
+        Ok(received)
     }
+}
+
+/// Writes the chunks of a download as they arrive, until the sender is
+/// gone (blocking).
+fn write_chunks<Chunk: AsRef<[u8]>>(
+    mut incoming: Incoming,
+    mut to_write: tokio::sync::mpsc::Receiver<Chunk>,
+) -> Result<Received> {
+    while let Some(chunk) = to_write.blocking_recv() {
+        incoming.write(chunk.as_ref())?;
+    }
+    incoming.finish()
+}
+
+/// Copies the local file `path` into `incoming` (blocking).
+fn copy(path: &Path, mut incoming: Incoming, show_progress: bool) -> Result<Received> {
+    let mut file = std::fs::File::open(path).map_err(LakeError::io("opening", path))?;
+    let total = file.metadata().map(|meta| meta.len()).ok();
+    let bar = progress::bytes_bar(total, "copy", show_progress);
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = std::io::Read::read(&mut file, &mut buffer).map_err(LakeError::io("reading", path))?;
+        if read == 0 {
+            break;
+        }
+        incoming.write(&buffer[..read])?;
+        bar.set_position(incoming.size);
+    }
+    bar.finish_and_clear();
+    incoming.finish()
 }
 
 fn with_hash_suffix(name: &str, sha256: &str) -> String {

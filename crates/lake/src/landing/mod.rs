@@ -4,5 +4,5 @@
 mod ingest;
 mod manifest;
 
-pub use ingest::{Ingest, LandingReport, Source};
+pub use ingest::{DEFAULT_IDLE_TIMEOUT, Ingest, LandingReport, Source};
 pub use manifest::{Manifest, ManifestEntry};

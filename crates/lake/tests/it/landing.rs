@@ -1,9 +1,12 @@
 //! Landing: local copies and real HTTP downloads (a server on 127.0.0.1),
-//! atomic and idempotent, with one clear error and no partial file on failure.
+//! atomic and idempotent, with one clear error and no partial file on failure;
+//! a stalled server fails within the idle timeout; file work stays off the
+//! async runtime.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -54,6 +57,28 @@ fn serve_truncated(sent: Vec<u8>, claimed: usize) -> String {
         }
     });
     format!("http://{address}/data.jsonl.bz2")
+}
+
+/// A server that answers headers promising `claimed` bytes, sends `sent`
+/// (none at all, headers included, when `sent` is `None`), then stalls with
+/// the connection open for a minute.
+fn serve_stalling(sent: Option<Vec<u8>>, claimed: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            if let Some(sent) = sent {
+                let header = format!("HTTP/1.1 200 OK\r\nContent-Length: {claimed}\r\n\r\n");
+                let _ = stream.write_all(header.as_bytes());
+                let _ = stream.write_all(&sent);
+                let _ = stream.flush();
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    });
+    format!("http://{address}/stalled.jsonl.bz2")
 }
 
 fn bytes_of(path: &Path) -> Vec<u8> {
@@ -144,4 +169,74 @@ async fn temp_files_of_dead_ingests_are_removed() {
     land(&lake, Source::File(path)).await.unwrap();
     assert!(!orphan.exists(), "the dead ingest's temp file is removed");
     assert!(running.exists(), "a live ingest's temp file is left alone");
+}
+
+/// Found in review: only a connect timeout was set, so a server that
+/// stalled mid-transfer (or before its headers) hung `ingest`, `run` and
+/// `up` for ever. A download now fails after the idle timeout with an error
+/// naming the URL and the stall, and leaves nothing landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_fails_within_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path().join("lake"));
+    let (file, _) = generated(dir.path(), 200, 1, 0.0);
+    let body = bytes_of(&file);
+    let idle_timeout = Duration::from_secs(1);
+
+    let mid_body = serve_stalling(Some(body[..1000].to_vec()), body.len());
+    let before_headers = serve_stalling(None, body.len());
+    for (url, stall) in [(mid_body, "after 1000 bytes"), (before_headers, "no response")] {
+        let ingest = Ingest { lake: lake.clone(), source: Source::Url(url.clone()), show_progress: false };
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), ingest.run_with_idle_timeout(idle_timeout))
+            .await
+            .unwrap_or_else(|_| panic!("{url}: still waiting after 30 s"));
+        let elapsed = started.elapsed();
+        let error = outcome.unwrap_err();
+        assert!(matches!(error, LakeError::Download { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains(&url) && message.contains("stalled") && message.contains(stall), "{message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+        assert!(elapsed >= idle_timeout && elapsed < Duration::from_secs(10), "failed after {elapsed:?}");
+    }
+    assert_eq!(landed_files(&lake), Vec::<String>::new(), "no partial file");
+    assert!(Manifest::in_dir(&lake.landing_dir()).entries().unwrap().is_empty());
+}
+
+/// Found in review: ingest copied, hashed and fsynced multi-GB files on the
+/// async worker threads, so every other task on them waited for the whole
+/// copy. On a one-thread runtime, another task must run while ingest is in
+/// the middle of reading its source: here a FIFO whose writer, after half
+/// the bytes, waits for that task (10 s at most, then writes the rest
+/// anyway so that a failing run still ends).
+#[tokio::test(flavor = "current_thread")]
+async fn ingest_leaves_the_runtime_free_while_it_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path().join("lake"));
+    let (file, _) = generated(dir.path(), 200, 4, 0.0);
+    let body = bytes_of(&file);
+    let fifo = dir.path().join("fifo.jsonl.bz2");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (half_written, half_written_seen) = tokio::sync::oneshot::channel();
+    let (task_ran, task_ran_seen) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn({
+        let (fifo, body) = (fifo.clone(), body.clone());
+        move || {
+            // Opening blocks until ingest opens the FIFO to read it.
+            let mut source = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            source.write_all(&body[..body.len() / 2]).unwrap();
+            half_written.send(()).unwrap();
+            let ran = task_ran_seen.recv_timeout(Duration::from_secs(10)).is_ok();
+            source.write_all(&body[body.len() / 2..]).unwrap();
+            ran
+        }
+    });
+    let other_task = tokio::spawn(async move {
+        half_written_seen.await.unwrap();
+        let _ = task_ran.send(());
+    });
+    let landed = land(&lake, Source::File(fifo)).await.unwrap();
+    other_task.await.unwrap();
+    assert!(writer.join().unwrap(), "another task ran while ingest was reading its source");
+    assert_eq!(bytes_of(&landed.path), body);
 }
