@@ -348,6 +348,8 @@ pub struct SqlArgs {
     /// The statement (DataFusion SQL; quote upper-case columns: "EVENT_DATE").
     pub statement: String,
     /// Output: an aligned table, CSV, or a JSON array (`--json` implies json).
+    /// CSV and JSON are streamed as rows come; the table collects the whole
+    /// result first to align its columns (mind big results).
     #[arg(long, env = "SESSIONLAKE_SQL_FORMAT", value_enum, default_value_t = SqlFormat::Table)]
     pub format: SqlFormat,
     /// Time travel: read this table at `--version`.

@@ -4,6 +4,7 @@
 //! (every flag has a variable, bad values are refused at parse time), and
 //! long-running commands (`sessions --follow`, `up`, streamed `sql`).
 
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -309,6 +310,46 @@ fn seconds_flags_refuse_infinite_nan_negative_and_huge_values() {
             }
         }
     }
+}
+
+/// Found in review: `sql` collected the whole result before printing, so
+/// `SELECT *` of a big table took all of it into memory. Rows of a query
+/// that never ends must come out while it runs (the child's address space
+/// is capped so that collecting fails fast instead of eating the machine).
+#[test]
+fn sql_csv_streams_rows_while_the_query_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    let script = format!(
+        "ulimit -v 4000000 && exec \"$0\" --lake '{lake}' sql --format csv \
+         'SELECT value FROM generate_series(1, 1000000000000000)'"
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_sessionlake")])
+        .env_remove("SESSIONLAKE_JSON")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let wanted_lines = 200_000;
+    while received.iter().filter(|&&byte| byte == b'\n').count() < wanted_lines {
+        let read = stdout.read(&mut buffer).unwrap();
+        if read == 0 {
+            let mut stderr = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            panic!("the output ended after {} bytes; stderr: {stderr}", received.len());
+        }
+        received.extend_from_slice(&buffer[..read]);
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the query is still running");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8(received).unwrap();
+    let lines: Vec<&str> = text.lines().take(4).collect();
+    assert_eq!(lines, ["value", "1", "2", "3"], "a header once, then the rows in order");
 }
 
 /// Found in review: one failed pass ended `--follow` (and in `up` took the

@@ -8,6 +8,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::{DeltaCdfTableProvider, create_session};
+use futures::StreamExt;
 
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
@@ -71,6 +72,19 @@ pub async fn sql_as_of(lake: &Lake, statement: &str, as_of: Option<&AsOf>) -> Re
     frame.collect().await.map_err(LakeError::query("sql"))
 }
 
+/// Runs one SQL statement, reading `as_of`'s table at its older version,
+/// and hands its batches over as the plan produces them: memory stays
+/// bounded by what the plan itself holds (a sort, an aggregate), not by
+/// the size of the result.
+pub async fn sql_stream_as_of(lake: &Lake, statement: &str, as_of: Option<&AsOf>) -> Result<BatchStream> {
+    let context = session_context_as_of(lake, as_of).await?;
+    let frame = context.sql(statement).await.map_err(LakeError::query("sql"))?;
+    frame.execute_stream().await.map_err(LakeError::query("sql"))
+}
+
+/// Record batches as a query produces them.
+pub type BatchStream = deltalake::datafusion::physical_plan::SendableRecordBatchStream;
+
 /// Runs `select` over the change data feed of `table` for versions
 /// `from..=to`, registered as the table `changes` (with the feed's
 /// `_change_type`, `_commit_version` and `_commit_timestamp` columns).
@@ -127,6 +141,33 @@ pub fn write_csv(writer: impl std::io::Write, batches: &[RecordBatch]) -> Result
         csv.write(batch)?;
     }
     Ok(())
+}
+
+/// Streamed query results as CSV with a header line, each batch written
+/// as it comes; returns the rows written.
+pub async fn write_csv_stream(writer: impl std::io::Write, mut batches: BatchStream) -> Result<u64> {
+    let mut csv = deltalake::arrow::csv::WriterBuilder::new().with_header(true).build(writer);
+    let mut rows = 0;
+    while let Some(batch) = batches.next().await {
+        let batch = batch.map_err(LakeError::query("sql"))?;
+        csv.write(&batch)?;
+        rows += batch.num_rows() as u64;
+    }
+    Ok(rows)
+}
+
+/// Streamed query results as one JSON array of objects, each batch written
+/// as it comes; returns the rows written.
+pub async fn write_json_stream(writer: impl std::io::Write, mut batches: BatchStream) -> Result<u64> {
+    let mut json = deltalake::arrow::json::ArrayWriter::new(writer);
+    let mut rows = 0;
+    while let Some(batch) = batches.next().await {
+        let batch = batch.map_err(LakeError::query("sql"))?;
+        json.write(&batch)?;
+        rows += batch.num_rows() as u64;
+    }
+    json.finish()?;
+    Ok(rows)
 }
 
 /// Query results as one JSON array of objects.
