@@ -397,3 +397,78 @@ fn a_failed_follow_pass_is_logged_and_retried() {
     let healed: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(healed["inserted"], truth["sessions"]);
 }
+
+/// Found in review: with API keys, `up` printed curl examples that read
+/// `$SESSIONLAKE_API_KEY`, a variable nobody sets (the keys are in
+/// `SESSIONLAKE_API_KEYS`, comma-separated): every example answered 401.
+/// The examples, run by a shell as printed, answer 200.
+#[test]
+fn up_prints_curl_examples_that_work_with_api_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("events.jsonl.bz2").display().to_string();
+    report(&sessionlake(&lake, &["generate", "--out", &file, "--sessions", "500", "--seed", "6"]));
+    let nodes = std::env::var("SESSIONLAKE_CASSANDRA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into());
+    let keyspace = DroppedKeyspace { nodes: nodes.clone(), name: format!("t_cli_up_keys_{}", std::process::id()) };
+    let keyspace = keyspace.name.as_str();
+    let keys = "first-key-of-two,second-key-of-two";
+    let mut up = command(
+        &lake,
+        &[
+            "up",
+            "--source",
+            &file,
+            "--cassandra-nodes",
+            &nodes,
+            "--keyspace",
+            keyspace,
+            "--addr",
+            "127.0.0.1:0",
+            "--poll-seconds",
+            "0.2",
+        ],
+    );
+    up.env("SESSIONLAKE_API_KEYS", keys)
+        .env("SESSIONLAKE_NOW", "2016-11-07T00:00:00Z")
+        .env_remove("SESSIONLAKE_API_KEYS_FILE");
+    let mut api = Background::spawn(&mut up);
+    api.wait_for("the API announced", Duration::from_secs(300), |api| api.stderr().contains("API ready on "));
+    let log = api.stderr();
+    let examples: Vec<&str> = log.lines().map(str::trim).filter(|line| line.starts_with("curl ")).collect();
+    assert_eq!(examples.len(), 2, "two curl examples: {log}");
+    for example in examples {
+        assert!(!example.contains("first-key-of-two"), "keys are never printed: {example}");
+        let status = Command::new("sh")
+            .args(["-c", &format!("{example} -o /dev/null -w '%{{http_code}}'")])
+            .env("SESSIONLAKE_API_KEYS", keys)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "200", "{example}");
+    }
+    let status = api.terminate();
+    assert!(status.success(), "{status}");
+}
+
+/// A test keyspace, dropped at the end of the test, passed or failed.
+struct DroppedKeyspace {
+    nodes: String,
+    name: String,
+}
+
+impl Drop for DroppedKeyspace {
+    fn drop(&mut self) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dropped = runtime.block_on(async {
+            let session = scylla::client::session_builder::SessionBuilder::new()
+                .known_node(&self.nodes)
+                .user("cassandra", "cassandra")
+                .build()
+                .await?;
+            session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.name), ()).await?;
+            anyhow::Ok(())
+        });
+        if let Err(error) = dropped {
+            eprintln!("could not drop the test keyspace {}: {error:#}", self.name);
+        }
+    }
+}

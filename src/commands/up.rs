@@ -104,7 +104,9 @@ impl Examples {
 /// Prints where the API is and two curl commands that return data.
 fn announce(api: &RunningApi, examples: &Examples, keys: bool) {
     let base = format!("http://{}", api.addr);
-    let key = if keys { " -H \"X-API-Key: $SESSIONLAKE_API_KEY\"" } else { "" };
+    // The shell expands this to the first of the comma-separated keys; the
+    // keys themselves are never printed.
+    let key = if keys { r#" -H "X-API-Key: ${SESSIONLAKE_API_KEYS%%,*}""# } else { "" };
     eprintln!();
     eprintln!("API ready on {base}  (docs: {base}/docs; Ctrl-C stops everything)");
     match &examples.started {
@@ -116,6 +118,9 @@ fn announce(api: &RunningApi, examples: &Examples, keys: bool) {
     match &examples.player {
         Some(player) => eprintln!("  curl -s{key} {base}/models/completed-sessions/{player}"),
         None => eprintln!("  (no completed session within a year before the clock)"),
+    }
+    if keys {
+        eprintln!("  (the examples send the first key of $SESSIONLAKE_API_KEYS; any configured key works)");
     }
     eprintln!("  sessions and serve keep following: POST /events and the new sessions are served within seconds");
 }
