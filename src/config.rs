@@ -346,6 +346,7 @@ pub struct InsightsArgs {
 #[derive(Debug, Args)]
 pub struct SqlArgs {
     /// The statement (DataFusion SQL; quote upper-case columns: "EVENT_DATE").
+    #[arg(env = "SESSIONLAKE_SQL_STATEMENT")]
     pub statement: String,
     /// Output: an aligned table, CSV, or a JSON array (`--json` implies json).
     /// CSV and JSON are streamed as rows come; the table collects the whole
@@ -353,10 +354,10 @@ pub struct SqlArgs {
     #[arg(long, env = "SESSIONLAKE_SQL_FORMAT", value_enum, default_value_t = SqlFormat::Table)]
     pub format: SqlFormat,
     /// Time travel: read this table at `--version`.
-    #[arg(long, requires = "version")]
+    #[arg(long, env = "SESSIONLAKE_SQL_TABLE", requires = "version")]
     pub table: Option<String>,
     /// Time travel: the Delta version of `--table` to read.
-    #[arg(long, requires = "table")]
+    #[arg(long, env = "SESSIONLAKE_SQL_VERSION", requires = "table")]
     pub version: Option<u64>,
 }
 

@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The configuration type itself, to walk its clap command tree.
+#[allow(dead_code)]
+#[path = "../src/config.rs"]
+mod config;
+
 /// The binary on `lake` with `--json`, not run yet.
 fn command(lake: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sessionlake"));
@@ -310,6 +315,40 @@ fn seconds_flags_refuse_infinite_nan_negative_and_huge_values() {
             }
         }
     }
+}
+
+/// The README promises that every flag reads a `SESSIONLAKE_*` variable;
+/// `sql --table/--version` did not. Walks every command of the real
+/// configuration so a new flag without one fails here.
+#[test]
+fn every_argument_reads_a_sessionlake_variable() {
+    use clap::{ArgAction, CommandFactory};
+
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>, checked: &mut usize) {
+        for argument in command.get_arguments() {
+            if matches!(
+                argument.get_action(),
+                ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
+            ) {
+                continue;
+            }
+            *checked += 1;
+            let env = argument.get_env().and_then(|name| name.to_str()).unwrap_or_default();
+            if !env.starts_with("SESSIONLAKE_") {
+                missing.push(format!("{path} {}", argument.get_id()));
+            }
+        }
+        for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing, checked);
+        }
+    }
+
+    let mut root = config::Config::command();
+    root.build();
+    let (mut missing, mut checked) = (Vec::new(), 0);
+    walk(&root, "sessionlake", &mut missing, &mut checked);
+    assert!(missing.is_empty(), "arguments without a SESSIONLAKE_* variable: {missing:?}");
+    assert!(checked > 100, "the walk saw every command's arguments ({checked})");
 }
 
 /// Found in review: `sql` collected the whole result before printing, so
