@@ -80,6 +80,15 @@ pub trait EventSink: Send + Sync + 'static {
     /// Returns once the events are durably committed (idempotent: the same
     /// events again change nothing).
     fn append(&self, events: Vec<Event>) -> BoxFuture<'_, Result<Committed, Unavailable>>;
+
+    /// `Ok` while the sink can commit; why not while it cannot (e.g. its
+    /// committer task died and is being restarted). `/ready` answers 503
+    /// meanwhile. Must not wait: it is called on every `/ready`. The default
+    /// suits a sink with no background task: a sink that has one must
+    /// report it.
+    fn health(&self) -> Result<(), Unavailable> {
+        Ok(())
+    }
 }
 
 impl SessionStore for SessionReader {

@@ -24,17 +24,26 @@ pub async fn health() -> Json<Detail> {
     Json(Detail { detail: "Healthy".into() })
 }
 
-/// Readiness: 200 when Cassandra answers a query, 503 otherwise.
+/// Readiness: 200 when Cassandra answers a query and live event ingest is
+/// running, 503 otherwise.
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "operations",
     responses(
-        (status = 200, description = "Cassandra answers", body = Detail, example = json!({"detail": "Ready"})),
-        (status = 503, description = "Cassandra is not connected or does not answer", body = Detail),
+        (status = 200, description = "Cassandra answers and live event ingest runs", body = Detail, example = json!({"detail": "Ready"})),
+        (status = 503, description = "Cassandra is not connected or does not answer, or live event ingest (POST /events) is down", body = Detail),
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Detail>, ApiError> {
+    // Checked first: it never waits, and a committer that died makes every
+    // POST /events fail whatever Cassandra says.
+    if let Err(error) = state.events().health() {
+        tracing::warn!(%error, "readiness check failed: live event ingest is down");
+        return Err(ApiError::unavailable(
+            "live event ingest (POST /events) is down: its committer is being restarted",
+        ));
+    }
     let store = state.store()?;
     match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
         Ok(Ok(())) => Ok(Json(Detail { detail: "Ready".into() })),

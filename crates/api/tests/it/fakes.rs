@@ -80,14 +80,23 @@ impl SessionStore for FakeStore {
 pub struct FakeSink {
     /// Every committed batch.
     pub batches: Mutex<Vec<Vec<Event>>>,
+    /// Set: the sink is down (its committer died) and says why.
+    pub down: Mutex<Option<String>>,
 }
 
 impl EventSink for FakeSink {
     fn append(&self, events: Vec<Event>) -> BoxFuture<'_, Result<Committed, Unavailable>> {
+        if let Some(why) = self.down.lock().unwrap().clone() {
+            return async move { Err(Unavailable(why)) }.boxed();
+        }
         let mut batches = self.batches.lock().unwrap();
         batches.push(events);
         let version = batches.len() as i64;
         async move { Ok(Committed { raw_version: version }) }.boxed()
+    }
+
+    fn health(&self) -> Result<(), Unavailable> {
+        self.down.lock().unwrap().clone().map_or(Ok(()), |why| Err(Unavailable(why)))
     }
 }
 

@@ -38,6 +38,24 @@ async fn ready_is_503_until_the_store_is_connected_and_answers() {
     assert!(!answer.text().contains("down"), "internal messages stay in the log: {}", answer.text());
 }
 
+#[tokio::test]
+async fn ready_is_503_naming_live_ingest_while_its_committer_is_down() {
+    let (router, _, sink) = app_with(Some(fixture_store()), &[]);
+    assert_eq!(get(&router, "/ready").await.status, StatusCode::OK);
+    *sink.down.lock().unwrap() = Some("the live committer is down (panicked: boom at lake.rs:1); restarting".into());
+    let answer = get(&router, "/ready").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    let detail = answer.json()["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("live event ingest"), "the detail names what is down: {detail}");
+    assert!(!detail.contains("boom") && !detail.contains("lake.rs"), "internals stay in the log: {detail}");
+    let posted = post_json(&router, "/events", json!([start_event(1)]).to_string()).await;
+    assert_eq!(posted.status, StatusCode::SERVICE_UNAVAILABLE, "{}", posted.text());
+    // Restarted: ready again, and events are taken.
+    *sink.down.lock().unwrap() = None;
+    assert_eq!(get(&router, "/ready").await.json(), json!({"detail": "Ready"}));
+    assert_eq!(post_json(&router, "/events", json!([start_event(1)]).to_string()).await.status, StatusCode::ACCEPTED);
+}
+
 /// A request a client can retry gets 503 and `Retry-After`; a failure no
 /// retry fixes (a schema that does not match the code, undecodable rows)
 /// is a 500 that shows nothing of its cause, and is logged as an error
