@@ -12,12 +12,14 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit soak bench bench-api build-release clean-lake
+.PHONY: demo test lint unit soak bench bench-api build-release clean-lake check-prereqs-demo check-prereqs-test
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
 ## (Cassandra keeps running afterwards: scripts/cassandra stop)
-demo: build-release
+## Both demo and test first check the machine's prerequisites (scripts/check-prereqs).
+demo: check-prereqs-demo
+	$(MAKE) --no-print-directory build-release
 	scripts/cassandra start
 	@set -e; \
 	if [ -n "$(SOURCE)" ]; then input="--source $(SOURCE)"; else input="--generate --generate-sessions $(SESSIONS)"; fi; \
@@ -26,7 +28,15 @@ demo: build-release
 	$(BIN) --lake $(LAKE) up $$input
 
 ## test: every check and every test (what CI runs)
-test: lint unit
+test: check-prereqs-test
+	$(MAKE) --no-print-directory lint unit
+
+# One line for each thing missing, before anything long starts.
+check-prereqs-demo:
+	@scripts/check-prereqs demo
+
+check-prereqs-test:
+	@scripts/check-prereqs test
 
 lint:
 	cargo fmt --all -- --check
