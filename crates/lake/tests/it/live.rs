@@ -264,7 +264,10 @@ async fn shutdown_commits_what_is_queued_then_refuses() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let pending = requests.len() as u64 - live.stats().requests_acknowledged;
+    live.health().expect("the committer runs");
     let report = live.clone().shutdown().await.unwrap();
+    let down = live.health().expect_err("shut down: not healthy (the API's /ready says 503)");
+    assert!(down.to_string().contains("shutting down"), "{down}");
     println!("{pending} of {} requests were not yet acknowledged at shutdown", requests.len());
     for task in tasks {
         task.await.unwrap().expect("queued before shutdown, so committed");
@@ -309,6 +312,9 @@ async fn a_failed_commit_fails_its_requests_and_later_ones_succeed() {
     }
     assert_eq!(live.stats().requests_failed, batches.len() as u64);
     assert_eq!(raw_rows(&lake).await, 10);
+    // A failed commit is answered, not a death of the committer.
+    live.health().expect("the committer still runs");
+    assert_eq!(live.stats().committer_restarts, 0);
 
     // The committer keeps serving: the same requests, retried, land once.
     std::fs::remove_dir(&obstacle).unwrap();

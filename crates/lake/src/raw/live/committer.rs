@@ -10,7 +10,7 @@ use std::time::Instant;
 use deltalake::DeltaTable;
 use sessionlake_model::Event;
 use sessionlake_model::tables::raw as columns;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -30,7 +30,9 @@ pub(super) struct Committer {
     /// The raw table as of the last commit seen; only this task writes
     /// through it.
     table: DeltaTable,
-    receiver: mpsc::Receiver<Request>,
+    /// The queue, held for this committer's life: if it dies, the guard is
+    /// released and the next committer takes the same queue.
+    receiver: OwnedMutexGuard<mpsc::Receiver<Request>>,
     closing: watch::Receiver<bool>,
     is_closing: bool,
     counters: Arc<Counters>,
@@ -60,7 +62,7 @@ impl Committer {
         lake: Lake,
         settings: LiveSettings,
         table: DeltaTable,
-        receiver: mpsc::Receiver<Request>,
+        receiver: OwnedMutexGuard<mpsc::Receiver<Request>>,
         closing: watch::Receiver<bool>,
         counters: Arc<Counters>,
     ) -> Self {

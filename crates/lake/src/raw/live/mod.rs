@@ -12,6 +12,11 @@
 //!                                        └─► every N commits: compaction task (OPTIMIZE of the dates touched)
 //! ```
 //!
+//! A supervisor ([`supervisor`]) starts the committer again, with backoff,
+//! when it dies (a panic): the queue survives, and [`LiveIngest::health`]
+//! reports live ingest down until the committer runs again (the API's
+//! `/ready` answers 503 meanwhile, and `append` fails at once).
+//!
 //! An event's identity is the file-based raw stage's: EVENT_DATE +
 //! UNIQUE_ID_ROW. So retrying a batch inserts nothing new, and a raw stage
 //! run writing the same table at the same time cannot duplicate a row
@@ -25,6 +30,7 @@ mod committer;
 mod compaction;
 mod durable;
 mod stats;
+mod supervisor;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -116,8 +122,10 @@ pub struct LiveIngest {
 struct Shared {
     sender: mpsc::Sender<Request>,
     closing: watch::Sender<bool>,
+    /// The supervisor, which runs the committer (again after a failure).
     committer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<stats::Counters>,
+    health: Arc<supervisor::Health>,
     max_events_per_commit: usize,
     started: Instant,
 }
@@ -129,8 +137,8 @@ impl std::fmt::Debug for LiveIngest {
 }
 
 impl LiveIngest {
-    /// Opens (or creates) the raw table and starts the committer task on the
-    /// current Tokio runtime.
+    /// Opens (or creates) the raw table and starts the committer task, under
+    /// its supervisor, on the current Tokio runtime.
     pub async fn start(lake: Lake, settings: LiveSettings) -> Result<LiveIngest> {
         let table = lake.open_or_create(&RAW).await?;
         let settings = LiveSettings {
@@ -139,21 +147,67 @@ impl LiveIngest {
             ..settings
         };
         let (sender, receiver) = mpsc::channel(settings.queue_capacity);
+        // Held by the running committer; a dead one's guard is released as
+        // its task unwinds, so the next one takes the same queue.
+        let receiver = Arc::new(Mutex::new(receiver));
         let (closing, closing_seen) = watch::channel(false);
         let counters = Arc::new(stats::Counters::new(table.version().map(|version| version as i64)));
+        let health = Arc::new(supervisor::Health::default());
         let max_events_per_commit = settings.max_events_per_commit;
-        let committer = committer::Committer::new(lake, settings, table, receiver, closing_seen, counters.clone());
-        let handle = tokio::spawn(committer.run());
+        let is_closing = {
+            let closing_seen = closing_seen.clone();
+            move || *closing_seen.borrow()
+        };
+        let mut opened = Some(table);
+        let start_committer = {
+            let (counters, health) = (counters.clone(), health.clone());
+            move |attempt: u64| {
+                let (lake, settings, receiver) = (lake.clone(), settings.clone(), receiver.clone());
+                // A clone sees a shutdown asked for before it existed.
+                let (closing_seen, counters, health) = (closing_seen.clone(), counters.clone(), health.clone());
+                let opened = opened.take();
+                async move {
+                    let table = match opened {
+                        Some(table) => table,
+                        None => match lake.open_or_create(&RAW).await {
+                            Ok(table) => table,
+                            Err(error) => return supervisor::Ended::NotStarted(format!("{error}")),
+                        },
+                    };
+                    let receiver = receiver.lock_owned().await;
+                    supervisor::started(&health, attempt);
+                    committer::Committer::new(lake, settings, table, receiver, closing_seen, counters).run().await;
+                    supervisor::Ended::Stopped
+                }
+            }
+        };
+        let handle = tokio::spawn(supervisor::supervise(
+            health.clone(),
+            supervisor::RestartBackoff::default(),
+            is_closing,
+            start_committer,
+        ));
         Ok(LiveIngest {
             shared: Arc::new(Shared {
                 sender,
                 closing,
                 committer: Mutex::new(Some(handle)),
                 counters,
+                health,
                 max_events_per_commit,
                 started: Instant::now(),
             }),
         })
+    }
+
+    /// `Ok` while the committer runs; an error saying why while it does
+    /// not: it died and is being restarted, or live ingest is shutting
+    /// down. (`append` fails at once meanwhile.)
+    pub fn health(&self) -> Result<()> {
+        if *self.shared.closing.borrow() {
+            return Err(live_error("live ingest is shutting down".to_string()));
+        }
+        self.shared.health.check().map_err(|why| live_error(why.to_string()))
     }
 
     /// Queues the events and waits until the commit that holds them is
@@ -169,6 +223,9 @@ impl LiveIngest {
             return Err(live_error(format!(
                 "a request of {count} events is larger than one commit takes ({limit} events)"
             )));
+        }
+        if let Err(why) = self.shared.health.check() {
+            return Err(live_error(format!("{why}; nothing was written, retry shortly")));
         }
         let (reply, replied) = oneshot::channel();
         self.shared.sender.send(Request { events, reply }).await.map_err(|_| stopped())?;
@@ -196,7 +253,9 @@ impl LiveIngest {
     /// The counters so far (atomics: cheap, never waits on a commit).
     pub fn stats(&self) -> LiveStats {
         let sender = &self.shared.sender;
-        self.shared.counters.snapshot(sender.max_capacity() - sender.capacity())
+        let mut stats = self.shared.counters.snapshot(sender.max_capacity() - sender.capacity());
+        stats.committer_restarts = self.shared.health.restarts.load(std::sync::atomic::Ordering::Relaxed);
+        stats
     }
 }
 

@@ -44,6 +44,8 @@ pub struct LiveStats {
     pub last_raw_version: Option<i64>,
     /// Seconds the last group took from MERGE to durable commit.
     pub last_commit_seconds: f64,
+    /// Times the committer was started again after dying.
+    pub committer_restarts: u64,
 }
 
 /// The shared atomics behind [`LiveStats`].
@@ -103,6 +105,8 @@ impl Counters {
             files_written_by_compaction: self.files_written_by_compaction.load(Relaxed),
             last_raw_version: (last_raw_version >= 0).then_some(last_raw_version),
             last_commit_seconds: self.last_commit_micros.load(Relaxed) as f64 / 1e6,
+            // Kept by the supervisor; filled in by `LiveIngest::stats`.
+            committer_restarts: 0,
         }
     }
 }
