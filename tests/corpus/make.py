@@ -137,7 +137,10 @@ class Ev:
             "ts": stored,
             "ts_micros": micros(stored),
             "event_date": stored[:10],
-            "unique_id_row": "%s-%s" % (self.kind, self.session.lower()),
+            "unique_id_row": "-".join(
+                [self.kind, self.session.lower(), stored, self.player.lower()]
+                + ([self.country if country == "same" else country] if self.kind == "start" else [])
+            ),
         }
 
 
@@ -634,7 +637,7 @@ def duplicates():
         dup(e.line()),
         dup(obj(*reversed(a.pairs()))),  # the same event written differently
         dup(upper.line()),  # ids differ only in case: the same ids
-        dup(later_same_day.line()),  # same event, session and date, other time: the first one stays
+        ok(later_same_day.line(), later_same_day.row()),  # same event and session, other time: a distinct event
         ok(other_day.line(), other_day.row()),
         ok(next_day.line(), next_day.row()),  # same event and session, another date: its own row
         dup(next_day.line()),
@@ -643,8 +646,8 @@ def duplicates():
 
 case(
     "22-duplicates.jsonl.bz2",
-    "exact repeats, reordered and upper-case repeats, the same event later the same day: duplicates (first kept);"
-    " the same event on another date is a row of that date",
+    "exact repeats, reordered and upper-case repeats: duplicates (first kept); the same event and session at"
+    " another time (the same day or another date) is a distinct event, a row of its own",
     duplicates(),
 )
 

@@ -56,6 +56,15 @@ pub(crate) struct ValidLine {
     pub duplicate: bool,
 }
 
+/// How a conflicting repeat moves its original's ts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conflict {
+    /// By a few minutes, on the same UTC date.
+    SameDate,
+    /// By about a day, onto another UTC date.
+    OtherDate,
+}
+
 /// A line that must be rejected.
 #[derive(Debug, Clone)]
 pub(crate) struct JunkLine {
@@ -109,9 +118,12 @@ enum Structural {
     LateEnd,
     EndTsBeforeStart,
     Old2015,
+    /// The same kind of event of the same session again, at another ts
+    /// (a distinct event: raw keeps it, gold folds it in).
+    ConflictingRepeat(Conflict),
 }
 
-const STRUCTURAL: [Structural; 7] = [
+const STRUCTURAL: [Structural; 9] = [
     Structural::Duplicate,
     Structural::OrphanEnd,
     Structural::OrphanStart,
@@ -119,6 +131,8 @@ const STRUCTURAL: [Structural; 7] = [
     Structural::LateEnd,
     Structural::EndTsBeforeStart,
     Structural::Old2015,
+    Structural::ConflictingRepeat(Conflict::SameDate),
+    Structural::ConflictingRepeat(Conflict::OtherDate),
 ];
 
 struct Ids {
@@ -157,6 +171,29 @@ fn shuffle<T>(rng: &mut ChaCha8Rng, items: &mut [T]) {
     for index in (1..items.len()).rev() {
         let other = rng.random_range(0..=index);
         items.swap(index, other);
+    }
+}
+
+/// Another ts for a conflicting repeat of an event at `ts`: moved by 1 to 30
+/// minutes (either way) within its UTC date, or by a day (± up to an hour)
+/// onto another date.
+fn conflicting_ts(rng: &mut ChaCha8Rng, ts: i64, conflict: Conflict) -> i64 {
+    let sign = if rng.random_bool(0.5) { 1 } else { -1 };
+    match conflict {
+        Conflict::SameDate => {
+            let shift = rng.random_range(60 * MICROS_PER_SECOND..30 * 60 * MICROS_PER_SECOND);
+            let day = ts.div_euclid(MICROS_PER_DAY);
+            let moved = ts + sign * shift;
+            if moved.div_euclid(MICROS_PER_DAY) == day { moved } else { ts - sign * shift }
+        }
+        Conflict::OtherDate => {
+            let moved = ts + sign * (MICROS_PER_DAY + rng.random_range(-MICROS_PER_HOUR..MICROS_PER_HOUR));
+            if moved.div_euclid(MICROS_PER_DAY) != ts.div_euclid(MICROS_PER_DAY) {
+                moved
+            } else {
+                moved + sign * MICROS_PER_HOUR
+            }
+        }
     }
 }
 
@@ -228,9 +265,14 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
         shuffle(&mut rng, &mut candidates);
     }
     let mut duplicates = 0u64;
+    let mut conflicts: Vec<Conflict> = Vec::new();
     for kind in structural {
         if kind == Structural::Duplicate {
             duplicates += 1;
+            continue;
+        }
+        if let Structural::ConflictingRepeat(conflict) = kind {
+            conflicts.push(conflict);
             continue;
         }
         let Some(index) = candidates.pop() else {
@@ -239,7 +281,7 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
         let session = &mut sessions[index];
         let length = session.end_ts - session.start_ts;
         match kind {
-            Structural::Duplicate => unreachable!("handled above"),
+            Structural::Duplicate | Structural::ConflictingRepeat(_) => unreachable!("handled above"),
             Structural::OrphanEnd => session.has_start = false,
             Structural::OrphanStart => session.has_end = false,
             Structural::EndBeforeStartInFile => {
@@ -262,7 +304,8 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
 
     // Valid lines.
     let extra_per_million: u32 = if anomalies { ((config.anomaly_rate * 100_000.0).round() as u32).max(1) } else { 0 };
-    let mut records: Vec<Record> = Vec::with_capacity(base_lines as usize + junk_count as usize + duplicates as usize);
+    let mut records: Vec<Record> =
+        Vec::with_capacity(base_lines as usize + junk_count as usize + duplicates as usize + conflicts.len());
     let valid_line = |rng: &mut ChaCha8Rng, kind: EventKind, ts: i64, session: &Session| ValidLine {
         kind,
         ts,
@@ -307,6 +350,20 @@ pub(crate) fn build(config: &GeneratorConfig) -> Plan {
                 rng.random_range(MICROS_PER_HOUR..5 * MICROS_PER_DAY)
             };
             records.push(Record { pos: original.pos + delay, line: Line::Valid(line) });
+        }
+    }
+
+    // Conflicting repeats: an original's kind and session at another ts,
+    // anywhere from hours before to days after the original in the file.
+    if originals > 0 {
+        for conflict in conflicts {
+            let index = rng.random_range(0..originals);
+            let original = &records[index];
+            let Line::Valid(mut line) = original.line else { unreachable!("originals are valid lines") };
+            line.ts = conflicting_ts(&mut rng, line.ts, conflict);
+            line.order = rng.random_range(0..ORDER_CHOICES);
+            let pos = original.pos + rng.random_range(-2 * MICROS_PER_HOUR..3 * MICROS_PER_DAY);
+            records.push(Record { pos, line: Line::Valid(line) });
         }
     }
 

@@ -1,7 +1,7 @@
 //! The ground truth of a generated file: what a correct pipeline must end
 //! up with, computed from the generator's plan (not by parsing its output).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sessionlake_model::time::{date_of_day, day_of_micros};
@@ -12,14 +12,21 @@ use crate::plan::{Line, Plan, utc_micros};
 /// Exact figures a correct pipeline reproduces from a generated file.
 ///
 /// Invariant: `raw_rows + rejected_rows + duplicate_lines == lines`.
+///
+/// Gold's rule, which the session figures follow: a session's start is its
+/// earliest start and its end its latest end (conflicting repeats of an
+/// event at other times are distinct events, kept in raw).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truth {
     /// Lines in the file (each `\n`-terminated record, empty lines included).
     pub lines: u64,
-    /// Distinct valid events (distinct by `<event>-<session_id>`).
+    /// Distinct valid events (distinct by every field: UNIQUE_ID_ROW).
     pub raw_rows: u64,
     /// Valid lines that exactly repeat an earlier valid line.
     pub duplicate_lines: u64,
+    /// Distinct valid events that repeat another one's kind and session at
+    /// another ts (counted in `raw_rows`).
+    pub conflicting_repeats: u64,
     /// Lines that must be rejected.
     pub rejected_rows: u64,
     /// Rejected lines per reason code (non-zero reasons only).
@@ -83,29 +90,44 @@ pub(crate) fn compute(plan: &Plan) -> Truth {
     let mut raw_rows = 0u64;
     let mut raw_by_day: BTreeMap<i32, u64> = BTreeMap::new();
     let mut facts: HashMap<u128, SessionFacts> = HashMap::new();
+    let mut distinct: HashSet<Event> = HashSet::new();
+    let mut conflicting_repeats = 0u64;
     for record in &plan.records {
-        match &record.line {
-            Line::Junk(junk) => *rejected.entry(junk.reason).or_default() += 1,
-            Line::Valid(line) if line.duplicate => duplicate_lines += 1,
-            Line::Valid(line) => {
-                raw_rows += 1;
-                *raw_by_day.entry(day_of_micros(line.ts)).or_default() += 1;
-                let player = plan.players[line.player as usize];
-                let event = Event {
-                    kind: line.kind,
-                    ts_micros: line.ts,
-                    session_id: line.session,
-                    player_id: player.id,
-                    country: (line.kind == EventKind::Start).then_some(player.country),
-                };
-                let entry = facts.entry(line.session).or_default();
-                let slot = match line.kind {
-                    EventKind::Start => &mut entry.start,
-                    EventKind::End => &mut entry.end,
-                };
-                debug_assert!(slot.is_none(), "one start and one end per session at most");
-                *slot = Some(event);
+        let line = match &record.line {
+            Line::Junk(junk) => {
+                *rejected.entry(junk.reason).or_default() += 1;
+                continue;
             }
+            Line::Valid(line) => line,
+        };
+        let player = plan.players[line.player as usize];
+        let event = Event {
+            kind: line.kind,
+            ts_micros: line.ts,
+            session_id: line.session,
+            player_id: player.id,
+            country: (line.kind == EventKind::Start).then_some(player.country),
+        };
+        if !distinct.insert(event) {
+            duplicate_lines += 1;
+            continue;
+        }
+        raw_rows += 1;
+        *raw_by_day.entry(day_of_micros(line.ts)).or_default() += 1;
+        let entry = facts.entry(line.session).or_default();
+        let (slot, replaces) = match line.kind {
+            EventKind::Start => {
+                let earlier = entry.start.is_none_or(|known| event.ts_micros < known.ts_micros);
+                (&mut entry.start, earlier)
+            }
+            EventKind::End => {
+                let later = entry.end.is_none_or(|known| event.ts_micros > known.ts_micros);
+                (&mut entry.end, later)
+            }
+        };
+        conflicting_repeats += u64::from(slot.is_some());
+        if replaces {
+            *slot = Some(event);
         }
     }
 
@@ -158,6 +180,7 @@ pub(crate) fn compute(plan: &Plan) -> Truth {
         lines: plan.records.len() as u64,
         raw_rows,
         duplicate_lines,
+        conflicting_repeats,
         rejected_rows,
         rejected_by_reason: rejected.into_iter().map(|(reason, count)| (reason.code().to_string(), count)).collect(),
         sessions: facts.len() as u64,

@@ -63,13 +63,25 @@ fn recompute(lines: &[&[u8]]) -> (Truth, BTreeSet<RejectReason>) {
         }
     }
     let mut raw_rows_by_date: BTreeMap<String, u64> = BTreeMap::new();
+    // Gold's rule: the earliest start and the latest end of each session.
     let mut sessions: HashMap<u128, (Option<Event>, Option<Event>)> = HashMap::new();
+    let mut conflicting_repeats = 0u64;
     for event in rows.values() {
         *raw_rows_by_date.entry(date(event.ts_micros)).or_default() += 1;
         let entry = sessions.entry(event.session_id).or_default();
-        match event.kind {
-            EventKind::Start => entry.0 = Some(*event),
-            EventKind::End => entry.1 = Some(*event),
+        let (slot, replaces) = match event.kind {
+            EventKind::Start => {
+                let earlier = entry.0.is_none_or(|known| event.ts_micros < known.ts_micros);
+                (&mut entry.0, earlier)
+            }
+            EventKind::End => {
+                let later = entry.1.is_none_or(|known| event.ts_micros > known.ts_micros);
+                (&mut entry.1, later)
+            }
+        };
+        conflicting_repeats += u64::from(slot.is_some());
+        if replaces {
+            *slot = Some(*event);
         }
     }
     let cutoff = parse_ts_micros("2015-11-07T00:00:00").unwrap();
@@ -105,6 +117,7 @@ fn recompute(lines: &[&[u8]]) -> (Truth, BTreeSet<RejectReason>) {
         lines: lines.len() as u64,
         raw_rows: rows.len() as u64,
         duplicate_lines,
+        conflicting_repeats,
         rejected_rows,
         rejected_by_reason,
         sessions: sessions.len() as u64,
@@ -161,10 +174,34 @@ fn the_structural_anomalies_are_all_present() {
     let mut first_position: HashMap<(u128, EventKind), usize> = HashMap::new();
     let mut events: HashMap<(u128, EventKind), Event> = HashMap::new();
     let mut extra_fields = 0;
+    let (mut conflicts_same_date, mut conflicts_other_date) = (0u64, 0u64);
+    let mut seen_events: std::collections::HashSet<Event> = std::collections::HashSet::new();
     for (position, line) in lines.iter().enumerate() {
         if let Ok(event) = parse_line(line) {
             first_position.entry((event.session_id, event.kind)).or_insert(position);
-            events.insert((event.session_id, event.kind), event);
+            let first_time = seen_events.insert(event);
+            match events.entry((event.session_id, event.kind)) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(event);
+                }
+                std::collections::hash_map::Entry::Occupied(mut slot) if first_time => {
+                    let known = slot.get().ts_micros;
+                    if date(known) == date(event.ts_micros) {
+                        conflicts_same_date += 1;
+                    } else {
+                        conflicts_other_date += 1;
+                    }
+                    // Gold's rule: the earliest start, the latest end.
+                    let replaces = match event.kind {
+                        EventKind::Start => event.ts_micros < known,
+                        EventKind::End => event.ts_micros > known,
+                    };
+                    if replaces {
+                        slot.insert(event);
+                    }
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {}
+            }
             let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).unwrap();
             let expected_keys = if event.kind == EventKind::Start { 5 } else { 4 };
             if object.len() > expected_keys {
@@ -217,6 +254,8 @@ fn the_structural_anomalies_are_all_present() {
         ("end ts before start ts", end_ts_earlier),
         ("sessions from 2015", old),
         ("lines with an extra field", extra_fields),
+        ("conflicting repeats on the same date", conflicts_same_date),
+        ("conflicting repeats on another date", conflicts_other_date),
     ] {
         assert!(count >= 1, "{name}: {count}");
     }
@@ -224,6 +263,7 @@ fn the_structural_anomalies_are_all_present() {
     assert_eq!(orphan_ends, truth.sessions - truth.started_sessions);
     assert_eq!(orphan_starts, truth.sessions - truth.completed_sessions);
     assert!(truth.duplicate_lines >= 1);
+    assert_eq!(conflicts_same_date + conflicts_other_date, truth.conflicting_repeats);
 }
 
 #[test]

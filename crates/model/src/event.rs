@@ -2,7 +2,7 @@
 //! microseconds) so that a micro-batch of millions fits in little memory.
 
 use crate::ids::{format_player_id, format_session_id};
-use crate::time::day_of_micros;
+use crate::time::{day_of_micros, format_ts_micros};
 
 /// The two kinds of event that describe a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,7 +23,9 @@ impl EventKind {
     }
 }
 
-/// One validated event.
+/// One validated event. Two events are the same event (an exact repeat, a
+/// duplicate) when every field is equal; any difference — another ts, player
+/// or country for the same kind and session — makes a distinct event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Event {
     /// Start or end.
@@ -44,9 +46,24 @@ impl Event {
         day_of_micros(self.ts_micros)
     }
 
-    /// `<event>-<session_id>`: the identity under which duplicates collapse.
+    /// The event's identity in the raw table, every field in canonical text:
+    /// `<event>-<session_id>-<ts>-<player_id>` and, on a start, `-<country>`
+    /// (e.g. `start-4a0c43c9-…-2016-12-02T12:48:05.520022-0a2d12a1…-FI`).
+    /// Equal for exact repeats only, so the raw table holds one row per
+    /// distinct event whatever order or batches the repeats arrive in.
     pub fn unique_id_row(&self) -> String {
-        format!("{}-{}", self.kind.as_str(), self.session_id_text())
+        let mut id = format!(
+            "{}-{}-{}-{}",
+            self.kind.as_str(),
+            self.session_id_text(),
+            format_ts_micros(self.ts_micros),
+            self.player_id_text()
+        );
+        if let Some(country) = self.country_text() {
+            id.push('-');
+            id.push_str(country);
+        }
+        id
     }
 
     /// Canonical session id text.

@@ -12,12 +12,19 @@ fn parses_the_documented_examples() {
     let start = parse_line(START.as_bytes()).unwrap();
     assert_eq!(start.kind, EventKind::Start);
     assert_eq!(start.country_text(), Some("FI"));
-    assert_eq!(start.unique_id_row(), "start-4a0c43c9-c43a-42ff-ba55-67563dfa35d4");
+    assert_eq!(
+        start.unique_id_row(),
+        "start-4a0c43c9-c43a-42ff-ba55-67563dfa35d4-2016-12-02T12:48:05.520022-0a2d12a1a7e145de8bae44c0c6e06629-FI"
+    );
     assert_eq!(start.player_id_text(), "0a2d12a1a7e145de8bae44c0c6e06629");
     let end = parse_line(END.as_bytes()).unwrap();
     assert_eq!(end.kind, EventKind::End);
     assert_eq!(end.country, None);
     assert_eq!(end.ts_micros - start.ts_micros, 60_000_000);
+    assert_eq!(
+        end.unique_id_row(),
+        "end-4a0c43c9-c43a-42ff-ba55-67563dfa35d4-2016-12-02T12:49:05.520022-0a2d12a1a7e145de8bae44c0c6e06629"
+    );
 }
 
 #[test]

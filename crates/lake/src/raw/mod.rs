@@ -5,7 +5,11 @@
 //! Per landed file: read and parse it once ([`read`]), append its rejected
 //! lines in one commit, then MERGE its valid events one micro-batch per
 //! event date, in date order, inserting only rows whose UNIQUE_ID_ROW is not
-//! in that date's partition yet. Progress markers (Delta application
+//! in that date's partition yet. UNIQUE_ID_ROW holds every field of the
+//! event ([`Event::unique_id_row`]): an exact repeat is a duplicate, and
+//! every distinct event is kept — also a conflicting repeat (same kind and
+//! session, another ts) — so the table is the set of distinct valid events
+//! of every landed line, whatever the files, their order or the batches. Progress markers (Delta application
 //! transactions) ride in the same commits:
 //!
 //! - `sessionlake-raw/<sha256>` = N — the file's first N dates (in date
@@ -306,11 +310,15 @@ where
     }
 }
 
-/// Keeps the first of events sharing an identity (kind + session), in file
-/// order: a repeated line is a duplicate, not a second event.
-pub(crate) fn first_of_each(events: &[Event]) -> Vec<Event> {
+/// The distinct events among `events`, first occurrences in order: an exact
+/// repeat (every field equal) is a duplicate, not a second event, while a
+/// conflicting repeat (same kind and session, another ts, player or
+/// country) is an event of its own. Keeping every distinct event is what
+/// makes the raw table a function of the set of input lines: "first one
+/// wins" would depend on arrival order.
+pub(crate) fn distinct_events(events: &[Event]) -> Vec<Event> {
     let mut seen = HashSet::with_capacity(events.len());
-    events.iter().filter(|event| seen.insert((event.kind, event.session_id))).copied().collect()
+    events.iter().filter(|event| seen.insert(**event)).copied().collect()
 }
 
 /// How many times a raw MERGE is re-run after losing a commit race to
@@ -329,11 +337,11 @@ async fn merge_date(
     events: &[Event],
     markers: Vec<(String, i64)>,
 ) -> Result<(DeltaTable, u64)> {
-    let distinct = first_of_each(events);
+    let distinct = distinct_events(events);
     let batch = raw_batch(&distinct, chrono::Utc::now())?;
     // The date literal on the target side is what prunes the scan to one
-    // partition; an event's date is part of its identity here, since the
-    // same event always carries the same ts.
+    // partition; an event's date is a function of its identity (its ts is
+    // part of UNIQUE_ID_ROW), so an exact repeat is always in this partition.
     let date_condition = target(columns::EVENT_DATE).eq(lit(ScalarValue::Date32(Some(day))));
     let merged = merge_new_rows(table, batch, date_condition, markers, MERGE_CONFLICT_RETRIES).await?;
     let metrics = &merged.metrics;

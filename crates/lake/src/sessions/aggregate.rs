@@ -15,12 +15,14 @@ use sessionlake_model::time::day_of_micros;
 use crate::error::{LakeError, Result};
 use crate::schema::SESSIONS;
 
-/// What a micro-batch says about one session.
+/// What a micro-batch says about one session, by the rule that makes gold a
+/// function of the set of raw events (see [`SessionUpdate::add_start`] and
+/// [`SessionUpdate::add_end`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionUpdate {
-    /// Player (from the start when known, else the end).
+    /// Player: the chosen start's; with no start, the chosen end's.
     pub player_id: String,
-    /// Country from the start.
+    /// Country of the chosen start.
     pub country: Option<String>,
     /// Earliest start seen.
     pub start_micros: Option<i64>,
@@ -33,6 +35,35 @@ impl SessionUpdate {
     /// no start is known.
     pub fn event_day(&self) -> i32 {
         day_of_micros(self.start_micros.or(self.end_micros).expect("a session has at least one event"))
+    }
+
+    /// Folds a start in. The chosen start is the smallest by (ts, player_id,
+    /// country): the earliest, ties broken by text so that no arrival order
+    /// can matter. It decides start_ts, country and player.
+    pub fn add_start(&mut self, micros: i64, player_id: &str, country: Option<&str>) {
+        let earlier = match self.start_micros {
+            None => true,
+            Some(known) => (micros, player_id, country) < (known, self.player_id.as_str(), self.country.as_deref()),
+        };
+        if earlier {
+            self.start_micros = Some(micros);
+            self.player_id = player_id.to_string();
+            self.country = country.map(str::to_string);
+        }
+    }
+
+    /// Folds an end in. end_ts is the latest end; while no start is known
+    /// the player is the latest end's, ties broken by the smallest player.
+    pub fn add_end(&mut self, micros: i64, player_id: &str) {
+        let later = self.end_micros.is_none_or(|known| micros > known);
+        let decides_player = self.start_micros.is_none()
+            && (later || (self.end_micros == Some(micros) && player_id < self.player_id.as_str()));
+        if decides_player {
+            self.player_id = player_id.to_string();
+        }
+        if later {
+            self.end_micros = Some(micros);
+        }
     }
 }
 
@@ -65,20 +96,9 @@ impl SessionBatch {
             let micros = ts.value(row);
             match event.value(row) {
                 "start" => {
-                    if entry.start_micros.is_none_or(|known| micros < known) {
-                        entry.start_micros = Some(micros);
-                        entry.country = (!country.is_null(row)).then(|| country.value(row).to_string());
-                        entry.player_id = player_id.value(row).to_string();
-                    }
+                    entry.add_start(micros, player_id.value(row), country.is_valid(row).then(|| country.value(row)))
                 }
-                _ => {
-                    if entry.end_micros.is_none_or(|known| micros > known) {
-                        entry.end_micros = Some(micros);
-                        if entry.start_micros.is_none() {
-                            entry.player_id = player_id.value(row).to_string();
-                        }
-                    }
-                }
+                _ => entry.add_end(micros, player_id.value(row)),
             }
         }
         Ok(())

@@ -7,13 +7,25 @@
 //! application transaction (app id [`SESSIONS_APP_ID`]) in the same commit
 //! as the MERGE, so a crash between "merged" and "remembered" cannot exist.
 //!
-//! Out of order is safe: each column is filled only when still empty
-//! (`coalesce(target, source)`), so a `start` merged after its `end` fills
-//! start_ts and country without clobbering end_ts, and the other way round.
+//! Order never matters: gold is a function of the set of raw events. A
+//! session's start_ts is its earliest start and end_ts its latest end; its
+//! country and player are those of that start (ties on ts broken by the
+//! smallest player, then country; with no start, the player of the latest
+//! end, ties broken by the smallest player). Each of these is a minimum or
+//! maximum, so folding the events in any grouping — one micro-batch or many,
+//! in any order, a batch applied twice after a crash or by two processes —
+//! gives the same row. The same rule runs twice: in Rust over a
+//! micro-batch ([`SessionUpdate`]) and as the MERGE's update expressions
+//! between the batch and the stored row.
 //!
 //! Pruning never misses a match: before the MERGE, the partitions that
 //! already hold any of the batch's sessions are looked up (a scan of two
 //! columns), and the MERGE is limited to those plus the batch's own dates.
+//!
+//! Two processes may run the stage at once (two `run`s, `run` beside `up`):
+//! a MERGE that loses the commit race reloads the table and, unless the
+//! other process already applied its raw versions, runs again (the fold
+//! being idempotent, applying a version twice changes nothing).
 
 mod aggregate;
 mod feed;
@@ -23,8 +35,9 @@ use std::time::Instant;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{AsArray, RecordBatch};
+use deltalake::arrow::datatypes::DataType;
 use deltalake::arrow::datatypes::Date32Type;
-use deltalake::datafusion::logical_expr::{Expr, case};
+use deltalake::datafusion::logical_expr::{Expr, cast, when};
 use deltalake::datafusion::prelude::{SessionContext, coalesce, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::delta_datafusion::create_session;
@@ -35,11 +48,12 @@ use tracing::info;
 use crate::error::{LakeError, Result};
 use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
 use crate::lake::Lake;
+use crate::raw::back_off_after_conflict;
 use crate::schema::{RAW, SESSIONS};
 use crate::{progress, query, txn};
 
 pub use aggregate::{SessionBatch, SessionUpdate};
-pub use feed::{SessionFeed, SessionImage};
+pub use feed::{SessionChange, SessionFeed, SessionImage};
 
 /// The sessions stage's inputs.
 #[derive(Debug, Clone)]
@@ -119,12 +133,23 @@ impl SessionsStage {
             let batch = read_changes(&raw_table, from, to).await?;
             report.raw_rows += batch.rows;
             if !batch.sessions.is_empty() {
-                let (table, inserted, updated) = merge_sessions(gold, &batch, to as i64).await?;
-                gold = table;
-                crash::point(crash::SESSIONS_AFTER_MERGE);
-                report.inserted += inserted;
-                report.updated += updated;
-                report.to_version = Some(to as i64);
+                match merge_retrying(gold, &batch, to as i64).await? {
+                    Merged::Applied { table, inserted, updated } => {
+                        gold = table;
+                        crash::point(crash::SESSIONS_AFTER_MERGE);
+                        report.inserted += inserted;
+                        report.updated += updated;
+                        report.to_version = Some(to as i64);
+                    }
+                    Merged::AppliedElsewhere { table, applied } => {
+                        // Another process got there first, up to `applied`.
+                        gold = table;
+                        report.to_version = Some(applied);
+                        bar.inc((applied as u64).min(latest) + 1 - from);
+                        from = applied as u64 + 1;
+                        continue;
+                    }
+                }
             }
             report.batches += 1;
             bar.inc(to - from + 1);
@@ -158,7 +183,10 @@ async fn read_changes(raw_table: &DeltaTable, from: u64, to: u64) -> Result<Sess
 
 /// The dates of gold partitions already holding any session of `source`.
 async fn partitions_holding(gold: &DeltaTable, source: &RecordBatch) -> Result<BTreeSet<i32>> {
-    if gold.snapshot().map(|snapshot| snapshot.log_data().num_files() == 0).unwrap_or(true) {
+    // An unreadable snapshot is an error, never "gold is empty": pruning to
+    // the batch's own dates would then miss a stored session and insert a
+    // second row for it.
+    if gold.snapshot().map_err(LakeError::delta(SESSIONS.name))?.log_data().num_files() == 0 {
         return Ok(BTreeSet::new());
     }
     let context = create_session().into_inner();
@@ -183,6 +211,54 @@ async fn partitions_holding(gold: &DeltaTable, source: &RecordBatch) -> Result<B
         .collect())
 }
 
+/// How many times a sessions MERGE is re-run after losing a commit race.
+const MERGE_CONFLICT_RETRIES: u32 = 30;
+
+/// What [`merge_retrying`] did.
+enum Merged {
+    /// This process committed the micro-batch.
+    Applied {
+        /// The table at the commit.
+        table: DeltaTable,
+        /// Gold rows inserted.
+        inserted: u64,
+        /// Gold rows updated.
+        updated: u64,
+    },
+    /// Another process committed these raw versions (and maybe more) first.
+    AppliedElsewhere {
+        /// The reloaded table.
+        table: DeltaTable,
+        /// The raw version now applied.
+        applied: i64,
+    },
+}
+
+/// MERGEs one micro-batch, recording `raw_version` in the same commit; a
+/// lost commit race reloads the table and tries again, unless the reloaded
+/// table shows `raw_version` applied by another process.
+async fn merge_retrying(mut gold: DeltaTable, batch: &SessionBatch, raw_version: i64) -> Result<Merged> {
+    let mut conflicts_retried = 0;
+    loop {
+        // Looked up again on every attempt: the writer that won the race
+        // may have filed some of these sessions under other dates.
+        match merge_sessions(gold.clone(), batch, raw_version).await {
+            Ok((table, inserted, updated)) => return Ok(Merged::Applied { table, inserted, updated }),
+            Err(LakeError::Delta { source, .. }) => {
+                back_off_after_conflict(*source, &mut conflicts_retried, MERGE_CONFLICT_RETRIES, "a sessions merge")
+                    .await
+                    .map_err(LakeError::delta(SESSIONS.name))?;
+                gold.update_state().await.map_err(LakeError::delta(SESSIONS.name))?;
+                let applied = txn::applied_version(&gold, SESSIONS.name, SESSIONS_APP_ID).await?;
+                if let Some(applied) = applied.filter(|&applied| applied >= raw_version) {
+                    return Ok(Merged::AppliedElsewhere { table: gold, applied });
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// MERGEs one micro-batch, recording `raw_version` in the same commit.
 /// Returns the table and the rows inserted and updated.
 async fn merge_sessions(gold: DeltaTable, batch: &SessionBatch, raw_version: i64) -> Result<(DeltaTable, u64, u64)> {
@@ -198,20 +274,7 @@ async fn merge_sessions(gold: DeltaTable, batch: &SessionBatch, raw_version: i64
     let predicate = target(columns::EVENT_DATE)
         .in_list(date_list, false)
         .and(target(columns::SESSION_ID).eq(source(columns::SESSION_ID)));
-
-    // First value wins, whichever micro-batch brought it.
-    let start_ts = coalesce(vec![target(columns::START_TS), source(columns::START_TS)]);
-    let end_ts = coalesce(vec![target(columns::END_TS), source(columns::END_TS)]);
-    let filed_under = coalesce(vec![start_ts.clone(), end_ts.clone()]);
-    let fills_a_gap =
-        target(columns::START_TS)
-            .is_null()
-            .and(source(columns::START_TS).is_not_null())
-            .or(target(columns::END_TS).is_null().and(source(columns::END_TS).is_not_null()));
-    let status = case(end_ts.clone().is_null())
-        .when(lit(true), lit(0i32))
-        .otherwise(lit(1i32))
-        .map_err(LakeError::query(SESSIONS.name))?;
+    let rule = FoldRule::new();
     let now_literal = lit(ScalarValue::TimestampMicrosecond(Some(now.timestamp_micros()), Some("UTC".into())));
 
     let (table, metrics) = gold
@@ -221,19 +284,13 @@ async fn merge_sessions(gold: DeltaTable, batch: &SessionBatch, raw_version: i64
         .with_commit_properties(txn::commit_with([(SESSIONS_APP_ID.to_string(), raw_version)]))
         .when_matched_update(|update| {
             update
-                .predicate(fills_a_gap)
-                .update(columns::START_TS, start_ts.clone())
-                .update(columns::END_TS, end_ts.clone())
-                .update(columns::COUNTRY, coalesce(vec![target(columns::COUNTRY), source(columns::COUNTRY)]))
-                .update(columns::PLAYER_ID, coalesce(vec![target(columns::PLAYER_ID), source(columns::PLAYER_ID)]))
-                .update(columns::SESSION_STATUS, status)
-                .update(
-                    columns::EVENT_DATE,
-                    deltalake::datafusion::logical_expr::cast(
-                        filed_under,
-                        deltalake::arrow::datatypes::DataType::Date32,
-                    ),
-                )
+                .predicate(rule.changes_anything())
+                .update(columns::START_TS, rule.start_ts())
+                .update(columns::END_TS, rule.end_ts())
+                .update(columns::COUNTRY, rule.country())
+                .update(columns::PLAYER_ID, rule.player_id())
+                .update(columns::SESSION_STATUS, rule.session_status())
+                .update(columns::EVENT_DATE, rule.event_date())
                 .update(columns::DL_UPDATE_TS, now_literal.clone())
         })
         .map_err(LakeError::delta(SESSIONS.name))?
@@ -254,4 +311,79 @@ async fn merge_sessions(gold: DeltaTable, batch: &SessionBatch, raw_version: i64
         "merged sessions micro-batch"
     );
     Ok((table, metrics.num_target_rows_inserted as u64, metrics.num_target_rows_updated as u64))
+}
+
+/// The fold of [`SessionUpdate`] as MERGE expressions: the stored row
+/// (`target`) combined with the micro-batch's row for the same session
+/// (`source`). Both sides are already folds, and each column is a minimum or
+/// maximum, so the result is what folding all their events at once gives.
+struct FoldRule {
+    /// The source's start replaces the stored one: it is earlier, or as early
+    /// with a smaller (player_id, country).
+    source_start_wins: Expr,
+    /// The source's end is later than the stored one.
+    source_end_later: Expr,
+    /// Neither side has a start and the source's end decides the player:
+    /// later, or as late with a smaller player.
+    source_end_decides_player: Expr,
+}
+
+impl FoldRule {
+    fn new() -> Self {
+        let (stored_start, new_start) = (target(columns::START_TS), source(columns::START_TS));
+        let (stored_end, new_end) = (target(columns::END_TS), source(columns::END_TS));
+        let (stored_player, new_player) = (target(columns::PLAYER_ID), source(columns::PLAYER_ID));
+        let smaller_player_then_country = new_player.clone().lt(stored_player.clone()).or(new_player
+            .clone()
+            .eq(stored_player.clone())
+            .and(source(columns::COUNTRY).lt(target(columns::COUNTRY))));
+        let source_start_wins = new_start.clone().is_not_null().and(
+            stored_start
+                .clone()
+                .is_null()
+                .or(new_start.clone().lt(stored_start.clone()))
+                .or(new_start.clone().eq(stored_start.clone()).and(smaller_player_then_country)),
+        );
+        let source_end_later =
+            new_end.clone().is_not_null().and(stored_end.clone().is_null().or(new_end.clone().gt(stored_end.clone())));
+        let source_end_decides_player = stored_start
+            .is_null()
+            .and(new_start.is_null())
+            .and(source_end_later.clone().or(new_end.eq(stored_end).and(new_player.lt(stored_player))));
+        Self { source_start_wins, source_end_later, source_end_decides_player }
+    }
+
+    /// Only rows that change are rewritten (and appear in the change feed).
+    fn changes_anything(&self) -> Expr {
+        self.source_start_wins.clone().or(self.source_end_later.clone()).or(self.source_end_decides_player.clone())
+    }
+
+    fn pick(condition: &Expr, column: &str) -> Expr {
+        when(condition.clone(), source(column)).otherwise(target(column)).expect("a CASE with an ELSE")
+    }
+
+    fn start_ts(&self) -> Expr {
+        Self::pick(&self.source_start_wins, columns::START_TS)
+    }
+
+    fn country(&self) -> Expr {
+        Self::pick(&self.source_start_wins, columns::COUNTRY)
+    }
+
+    fn end_ts(&self) -> Expr {
+        Self::pick(&self.source_end_later, columns::END_TS)
+    }
+
+    fn player_id(&self) -> Expr {
+        Self::pick(&self.source_start_wins.clone().or(self.source_end_decides_player.clone()), columns::PLAYER_ID)
+    }
+
+    fn session_status(&self) -> Expr {
+        when(self.end_ts().is_null(), lit(0i32)).otherwise(lit(1i32)).expect("a CASE with an ELSE")
+    }
+
+    /// The date of the start, or of the end while no start is known.
+    fn event_date(&self) -> Expr {
+        cast(coalesce(vec![self.start_ts(), self.end_ts()]), DataType::Date32)
+    }
 }

@@ -3,12 +3,14 @@
 //! - `pipeline`: generate → ingest → raw → sessions equals the generator's truth
 //! - `incremental`: re-runs, crashes between commits, out-of-order arrival
 //! - `landing`: copying and downloading (local HTTP server), and their errors
+//! - `permutation`: one set of lines in other files, orders, batch sizes and restarts gives the same tables
 //! - `live`: live ingest (`POST /events`): group commit, retries, compaction, shutdown
 //! - `tables`: the tables are plain Delta Lake any reader accepts
 
 mod incremental;
 mod landing;
 mod live;
+mod permutation;
 mod pipeline;
 mod tables;
 mod util;

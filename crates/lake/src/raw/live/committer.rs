@@ -20,7 +20,7 @@ use super::{LiveSettings, Reply, Request, durable};
 use crate::error::Result;
 use crate::expr::{source, target};
 use crate::lake::Lake;
-use crate::raw::{first_of_each, merge_new_rows, raw_batch};
+use crate::raw::{distinct_events, merge_new_rows, raw_batch};
 use crate::schema::RAW;
 
 /// The committer's state; [`Committer::run`] consumes it.
@@ -199,7 +199,7 @@ impl Committer {
         }
         // The same identity as the file-based stage: first of each
         // (kind, session) within a date.
-        let distinct: Vec<Event> = by_date.values().flat_map(|events| first_of_each(events)).collect();
+        let distinct: Vec<Event> = by_date.values().flat_map(|events| distinct_events(events)).collect();
         let read_version = version_of(&self.table);
         if distinct.is_empty() {
             return Ok(GroupCommit {
