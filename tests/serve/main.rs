@@ -158,3 +158,57 @@ async fn bad_settings_are_one_clear_error() {
     assert_eq!(empty["ranges"].as_u64(), Some(0));
     drop_keyspace(&*connect(&nodes).await, &keyspace).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_moved_earlier_or_an_end_moved_later_leaves_one_row_per_session() {
+    let lake = PreparedLake::new(1_000, 23);
+    let nodes = nodes();
+    let keyspace = keyspace("moved");
+    let session = connect(&nodes).await;
+    report(&mut lake.serve(&nodes, &keyspace, &[]));
+
+    // Conflicting repeats of served sessions, landed later: each start again
+    // ten minutes earlier, each end again an hour later. Gold keeps the
+    // earliest start and the latest end, so both serving keys move.
+    let batches = sessionlake_lake::query::sql(
+        &sessionlake_lake::Lake::new(&lake.lake),
+        "SELECT session_id, player_id, country, CAST(start_ts AS BIGINT), CAST(end_ts AS BIGINT) \
+         FROM uc_delta_session_events WHERE start_ts IS NOT NULL AND end_ts IS NOT NULL \
+         AND start_ts >= TIMESTAMP '2016-11-02T00:00:00' ORDER BY session_id LIMIT 40",
+    )
+    .await
+    .unwrap();
+    let moved = sessionlake_lake::query::text_rows(&batches).unwrap();
+    assert_eq!(moved.len(), 40);
+    let ts = |micros: &Option<String>, shift: i64| {
+        sessionlake_model::time::format_ts_micros(micros.as_ref().unwrap().parse::<i64>().unwrap() + shift)
+    };
+    let mut lines = String::new();
+    for row in &moved {
+        let [Some(session_id), Some(player), Some(country), start, end] = &row[..] else { panic!("{row:?}") };
+        lines.push_str(&format!(
+            "{{\"event\":\"start\",\"ts\":\"{}\",\"session_id\":\"{session_id}\",\"player_id\":\"{player}\",\"country\":\"{country}\"}}\n\
+             {{\"event\":\"end\",\"ts\":\"{}\",\"session_id\":\"{session_id}\",\"player_id\":\"{player}\"}}\n",
+            ts(start, -600_000_000),
+            ts(end, 3_600_000_000),
+        ));
+    }
+    let file = lake.dir.path().join("repeats.jsonl.bz2");
+    let mut encoder = bzip2::write::BzEncoder::new(std::fs::File::create(&file).unwrap(), bzip2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, lines.as_bytes()).unwrap();
+    encoder.finish().unwrap();
+    let file = file.display().to_string();
+    report(sessionlake(&lake.lake, &["ingest", "--source", &file]));
+    report(sessionlake(&lake.lake, &["raw"]));
+    let folded = report(sessionlake(&lake.lake, &["sessions"]));
+    assert_eq!((folded["inserted"].as_u64(), folded["updated"].as_u64()), (Some(0), Some(40)));
+
+    let served = report(&mut lake.serve(&nodes, &keyspace, &[]));
+    assert_eq!(served["stale_rows_deleted"].as_u64(), Some(80), "{served}");
+    let rows = dump(&session, &keyspace).await;
+    assert_eq!(rows, expected_rows(&lake.lake).await);
+    let started: HashSet<&String> = rows.started.iter().map(|row| &row.3).collect();
+    let completed: HashSet<&String> = rows.completed.iter().map(|row| &row.2).collect();
+    assert_eq!((started.len(), completed.len()), (rows.started.len(), rows.completed.len()), "one row per session");
+    drop_keyspace(&session, &keyspace).await;
+}

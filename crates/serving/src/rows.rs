@@ -86,6 +86,79 @@ pub struct ServedRows {
     pub expired: u64,
 }
 
+/// The primary key of a row of `api_start_session_by_hour`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedKey {
+    /// Partition key, part 1.
+    pub country: String,
+    /// Partition key, part 2 (ms).
+    pub start_hour_ms: i64,
+    /// Clustering: the start time (ms).
+    pub ts_ms: i64,
+    /// Clustering: the session.
+    pub session_id: String,
+}
+
+/// The primary key of a row of `api_completed_sessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedKey {
+    /// Partition key.
+    pub player_id: String,
+    /// Clustering: the end time (ms).
+    pub ts_ms: i64,
+    /// Clustering: the session.
+    pub session_id: String,
+}
+
+/// Rows to remove: written for an earlier image of a session, under a key
+/// its newest image no longer has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleRows {
+    /// Keys in `api_start_session_by_hour`.
+    pub started: Vec<StartedKey>,
+    /// Keys in `api_completed_sessions`.
+    pub completed: Vec<CompletedKey>,
+}
+
+fn started_key(session: &SessionImage) -> Option<StartedKey> {
+    let (start, country) = (session.start_micros?, session.country.as_ref()?);
+    Some(StartedKey {
+        country: country.clone(),
+        start_hour_ms: hour_ms(start),
+        ts_ms: millis(start),
+        session_id: session.session_id.clone(),
+    })
+}
+
+fn completed_key(session: &SessionImage) -> Option<CompletedKey> {
+    Some(CompletedKey {
+        player_id: session.player_id.clone(),
+        ts_ms: millis(session.end_micros?),
+        session_id: session.session_id.clone(),
+    })
+}
+
+/// The keys that `earlier` images of a session may have been served under
+/// and `newest` has not: a start that moved earlier, an end that moved later,
+/// another country or player. Deleting a key never written is harmless.
+pub fn stale_rows(newest: &SessionImage, earlier: &[SessionImage]) -> StaleRows {
+    let (current_started, current_completed) = (started_key(newest), completed_key(newest));
+    let mut stale = StaleRows::default();
+    for image in earlier {
+        if let Some(key) = started_key(image).filter(|key| Some(key) != current_started.as_ref())
+            && !stale.started.contains(&key)
+        {
+            stale.started.push(key);
+        }
+        if let Some(key) = completed_key(image).filter(|key| Some(key) != current_completed.as_ref())
+            && !stale.completed.contains(&key)
+        {
+            stale.completed.push(key);
+        }
+    }
+    stale
+}
+
 /// Microseconds to Cassandra's milliseconds (rounding down, also before 1970).
 pub fn millis(micros: i64) -> i64 {
     micros.div_euclid(1000)
@@ -191,6 +264,22 @@ mod tests {
         let rows = rows_for(&session(None, Some("2016-11-01T11:00:00Z"), None), &clock());
         assert!(rows.started.is_none());
         assert_eq!(rows.completed.unwrap().country, None);
+    }
+
+    #[test]
+    fn a_moved_start_or_end_leaves_the_old_keys_stale() {
+        let newest = session(Some("2016-11-01T09:00:00Z"), Some("2016-11-01T12:00:00Z"), Some("FI"));
+        let before = [
+            session(None, Some("2016-11-01T11:00:00Z"), None),
+            session(Some("2016-11-01T10:30:00Z"), Some("2016-11-01T11:00:00Z"), Some("FI")),
+            session(Some("2016-11-01T09:00:00Z"), Some("2016-11-01T11:00:00Z"), Some("FI")),
+        ];
+        let stale = stale_rows(&newest, &before);
+        assert_eq!(stale.started.len(), 1, "only the 10:30 start: {stale:?}");
+        assert_eq!(stale.started[0].ts_ms, micros("2016-11-01T10:30:00Z") / 1000);
+        assert_eq!(stale.completed.len(), 1, "the 11:00 end, once: {stale:?}");
+        assert_eq!(stale.completed[0].ts_ms, micros("2016-11-01T11:00:00Z") / 1000);
+        assert_eq!(stale_rows(&newest, std::slice::from_ref(&newest)), StaleRows::default());
     }
 
     #[test]

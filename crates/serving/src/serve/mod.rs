@@ -4,8 +4,10 @@
 //! Each pass reads the gold versions newer than the last one applied (kept
 //! in `serve_progress`), in ranges; for each range it takes the newest image
 //! of every changed session, turns it into a started row and/or a completed
-//! row (skipping events older than the retention window), upserts them, and
-//! only then records the range as applied. A crash anywhere replays at most
+//! row (skipping events older than the retention window), upserts them,
+//! deletes the rows its earlier images were served under when the key moved
+//! (a start that became earlier, an end that became later), and only then
+//! records the range as applied. A crash anywhere replays at most
 //! one range, and replaying writes the same rows again.
 
 mod progress;
@@ -22,7 +24,7 @@ use sessionlake_model::{Clock, crash};
 use tracing::info;
 
 use crate::error::Result;
-use crate::rows::{Retention, rows_for};
+use crate::rows::{Retention, StaleRows, rows_for, stale_rows};
 use sessionlake_cassandra::retry::retry_transient;
 use sessionlake_cassandra::{CassandraConfig, schema};
 
@@ -57,6 +59,9 @@ pub struct ServeReport {
     pub completed_rows: u64,
     /// Rows not written: their event is older than one year before the clock.
     pub expired_rows: u64,
+    /// Rows deleted: written for an earlier image of a session under a key
+    /// its newest image no longer has (its start moved earlier, its end later).
+    pub stale_rows_deleted: u64,
     /// CQL requests (batches and single inserts) acknowledged.
     pub requests: u64,
     /// Times the writer waited for an unavailable Cassandra.
@@ -121,19 +126,24 @@ impl Server {
         while from <= latest {
             let to = (from + step - 1).min(latest);
             bar.set_message(format!("gold versions {from}..={to}"));
-            let images = feed.changes(from, to).await?;
-            let mut started_rows = Vec::with_capacity(images.len());
-            let mut completed_rows = Vec::with_capacity(images.len());
-            for image in &images {
-                let rows = rows_for(image, &retention);
+            let changes = feed.changes(from, to).await?;
+            let mut started_rows = Vec::with_capacity(changes.len());
+            let mut completed_rows = Vec::with_capacity(changes.len());
+            let mut stale = StaleRows::default();
+            for change in &changes {
+                let rows = rows_for(&change.image, &retention);
                 started_rows.extend(rows.started);
                 completed_rows.extend(rows.completed);
                 report.expired_rows += rows.expired;
+                let earlier = stale_rows(&change.image, &change.earlier);
+                stale.started.extend(earlier.started);
+                stale.completed.extend(earlier.completed);
             }
-            let sessions = images.len() as u64;
-            drop(images);
-            bar.inc_length((started_rows.len() + completed_rows.len()) as u64);
-            let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &bar).await?;
+            let sessions = changes.len() as u64;
+            drop(changes);
+            let stale_count = (stale.started.len() + stale.completed.len()) as u64;
+            bar.inc_length((started_rows.len() + completed_rows.len()) as u64 + stale_count);
+            let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &stale, &bar).await?;
             report.requests += outcome.requests;
             report.waits += outcome.waits;
             if outcome.interrupted {
@@ -145,6 +155,7 @@ impl Server {
             report.sessions += sessions;
             report.started_rows += started_rows.len() as u64;
             report.completed_rows += completed_rows.len() as u64;
+            report.stale_rows_deleted += stale_count;
             report.ranges += 1;
             report.to_version = Some(to);
             info!(from, to, started = started_rows.len(), completed = completed_rows.len(), "served gold range");

@@ -1,8 +1,11 @@
 //! Writing serving rows: prepared statements, one unlogged batch per
 //! partition chunk, a bounded number of requests in flight, and retries
-//! with backoff while Cassandra is unavailable. Every write is an upsert by
-//! primary key, so writing a row twice is harmless; unknown values are left
-//! unset (never null), so an older image cannot erase a known value.
+//! with backoff while Cassandra is unavailable. Every write is an upsert or
+//! a delete by primary key, so writing a row twice is harmless; unknown
+//! values are left unset (never null), so an older image cannot erase a
+//! known value. Deletes remove the rows of a session's earlier images whose
+//! key its newest image no longer has (a start that moved earlier, an end
+//! that moved later).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +21,7 @@ use sessionlake_model::crash;
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 use tracing::warn;
 
-use crate::rows::{CompletedRow, StartedRow};
+use crate::rows::{CompletedKey, CompletedRow, StaleRows, StartedKey, StartedRow};
 use sessionlake_cassandra::retry::Backoff;
 use sessionlake_cassandra::{CassandraError, Result};
 
@@ -46,11 +49,13 @@ pub struct WriteOutcome {
     pub interrupted: bool,
 }
 
-/// One request: a chunk of rows of one partition.
+/// One request: a chunk of rows of one partition, or one stale row.
 #[derive(Clone, Copy)]
 enum Chunk<'a> {
     Started(&'a [StartedRow]),
     Completed(&'a [CompletedRow]),
+    StaleStarted(&'a StartedKey),
+    StaleCompleted(&'a CompletedKey),
 }
 
 impl Chunk<'_> {
@@ -58,16 +63,19 @@ impl Chunk<'_> {
         match self {
             Chunk::Started(rows) => rows.len() as u64,
             Chunk::Completed(rows) => rows.len() as u64,
+            Chunk::StaleStarted(_) | Chunk::StaleCompleted(_) => 1,
         }
     }
 }
 
-/// Prepared inserts into both serving tables.
+/// Prepared inserts into and deletes from both serving tables.
 #[derive(Debug, Clone)]
 pub struct Writer {
     session: Arc<Session>,
     started: PreparedStatement,
     completed: PreparedStatement,
+    delete_started: PreparedStatement,
+    delete_completed: PreparedStatement,
     settings: WriteSettings,
     requests_done: Arc<AtomicU64>,
 }
@@ -91,16 +99,39 @@ impl Writer {
             ))
             .await
             .map_err(CassandraError::prepare(format!("preparing the insert into {COMPLETED_TABLE}")))?;
-        started.set_is_idempotent(true);
-        completed.set_is_idempotent(true);
-        Ok(Self { session, started, completed, settings, requests_done: Arc::default() })
+        let mut delete_started = session
+            .prepare(format!(
+                "DELETE FROM {keyspace}.{STARTED_TABLE} WHERE country = ? AND start_hour = ? AND ts = ? AND session_id = ?"
+            ))
+            .await
+            .map_err(CassandraError::prepare(format!("preparing the delete from {STARTED_TABLE}")))?;
+        let mut delete_completed = session
+            .prepare(format!(
+                "DELETE FROM {keyspace}.{COMPLETED_TABLE} WHERE player_id = ? AND ts = ? AND session_id = ?"
+            ))
+            .await
+            .map_err(CassandraError::prepare(format!("preparing the delete from {COMPLETED_TABLE}")))?;
+        for statement in [&mut started, &mut completed, &mut delete_started, &mut delete_completed] {
+            statement.set_is_idempotent(true);
+        }
+        Ok(Self {
+            session,
+            started,
+            completed,
+            delete_started,
+            delete_completed,
+            settings,
+            requests_done: Arc::default(),
+        })
     }
 
-    /// Writes all rows (sorting them by partition), advancing `bar` by rows.
+    /// Writes all rows (sorting them by partition) and deletes the stale
+    /// ones, advancing `bar` by rows.
     pub async fn write(
         &self,
         started: &mut [StartedRow],
         completed: &mut [CompletedRow],
+        stale: &StaleRows,
         bar: &ProgressBar,
     ) -> Result<WriteOutcome> {
         started.sort_unstable_by(|a, b| (&a.country, a.start_hour_ms).cmp(&(&b.country, b.start_hour_ms)));
@@ -110,6 +141,8 @@ impl Writer {
             partition_chunks(started, batch_rows, |a, b| a.country == b.country && a.start_hour_ms == b.start_hour_ms)
                 .map(Chunk::Started)
                 .chain(partition_chunks(completed, batch_rows, |a, b| a.player_id == b.player_id).map(Chunk::Completed))
+                .chain(stale.started.iter().map(Chunk::StaleStarted))
+                .chain(stale.completed.iter().map(Chunk::StaleCompleted))
                 .collect();
 
         let mut outcome = WriteOutcome::default();
@@ -170,6 +203,14 @@ impl Writer {
             Chunk::Completed(rows) => {
                 let values: Vec<_> = rows.iter().map(completed_values).collect();
                 self.send(&self.completed, values, COMPLETED_TABLE).await
+            }
+            Chunk::StaleStarted(key) => {
+                let values = (&key.country, CqlTimestamp(key.start_hour_ms), CqlTimestamp(key.ts_ms), &key.session_id);
+                self.send(&self.delete_started, vec![values], STARTED_TABLE).await
+            }
+            Chunk::StaleCompleted(key) => {
+                let values = (&key.player_id, CqlTimestamp(key.ts_ms), &key.session_id);
+                self.send(&self.delete_completed, vec![values], COMPLETED_TABLE).await
             }
         };
         if result.is_ok() {
