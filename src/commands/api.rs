@@ -32,6 +32,10 @@ impl EventSink for LakeSink {
         }
         .boxed()
     }
+
+    fn health(&self) -> Result<(), Unavailable> {
+        self.0.health().map_err(|error| Unavailable(format!("{error:#}")))
+    }
 }
 
 /// `sessionlake api`.

@@ -83,12 +83,9 @@ pub trait EventSink: Send + Sync + 'static {
 
     /// `Ok` while the sink can commit; why not while it cannot (e.g. its
     /// committer task died and is being restarted). `/ready` answers 503
-    /// meanwhile. Must not wait: it is called on every `/ready`. The default
-    /// suits a sink with no background task: a sink that has one must
-    /// report it.
-    fn health(&self) -> Result<(), Unavailable> {
-        Ok(())
-    }
+    /// meanwhile. Must not wait: it is called on every `/ready`. Required,
+    /// so that no sink is reported healthy by forgetting to say.
+    fn health(&self) -> Result<(), Unavailable>;
 }
 
 impl SessionStore for SessionReader {

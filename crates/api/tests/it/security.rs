@@ -330,6 +330,10 @@ impl EventSink for Panicking {
     fn append(&self, _events: Vec<Event>) -> BoxFuture<'_, Result<Committed, Unavailable>> {
         async { panic!("{PANIC_MESSAGE}") }.boxed()
     }
+
+    fn health(&self) -> Result<(), Unavailable> {
+        panic!("{PANIC_MESSAGE}")
+    }
 }
 
 impl SessionStore for Panicking {
