@@ -33,6 +33,18 @@ async fn count(lake: &Path, statement: &str) -> u64 {
     query::text_rows(&batches).unwrap()[0][0].as_deref().unwrap().parse().unwrap()
 }
 
+/// The first and last time (RFC 3339 text, which sorts like the instant) a
+/// run logged a raw MERGE attempt or a lost commit race; `None` if it never
+/// merged.
+fn merge_span(log: &str) -> Option<(String, String)> {
+    let stamps: Vec<String> = log
+        .lines()
+        .filter(|line| line.contains("merged raw micro-batch") || line.contains("lost a commit race"))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect();
+    Some((stamps.first()?.clone(), stamps.last()?.clone()))
+}
+
 /// Commit conflicts retried: the line `raw::back_off_after_conflict` logs
 /// for each retry.
 fn conflicts(log: &str) -> usize {
@@ -59,7 +71,7 @@ async fn two_raw_runs_on_the_same_landing_at_once() {
         land(&lake);
         let spawn = || {
             sessionlake(&lake, &["raw"])
-                .env("SESSIONLAKE_LOG", "warn")
+                .env("SESSIONLAKE_LOG", "warn,sessionlake_lake::raw=info")
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -67,13 +79,26 @@ async fn two_raw_runs_on_the_same_landing_at_once() {
         };
         let runs: Vec<Child> = vec![spawn(), spawn()];
         let mut logs = String::new();
+        let mut spans = Vec::new();
         for run in runs {
             let output = run.wait_with_output().unwrap();
             let log = String::from_utf8_lossy(&output.stderr).into_owned();
             assert!(output.status.success(), "both raw runs succeed: {log}");
             assert!(!log.contains("panicked"), "{log}");
+            spans.push(merge_span(&log));
             logs.push_str(&log);
         }
+        // The test proves something only if the two runs raced: both wrote
+        // (a MERGE each, at least) and their MERGE activity overlapped in
+        // time, or one lost a commit race to the other.
+        let overlapped = match (&spans[0], &spans[1]) {
+            (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
+            _ => false,
+        };
+        assert!(
+            overlapped || conflicts(&logs) > 0,
+            "round {round}: the two raw runs did not run at once (merge spans {spans:?}); the test proved nothing"
+        );
         report(sessionlake(&lake, &["sessions"]));
         let got = lake_rows(&lake).await;
         report::record(
@@ -224,7 +249,7 @@ async fn two_api_processes_post_into_one_lake() {
     let distinct: BTreeSet<&String> = rows.iter().collect();
     let expected: BTreeSet<String> = events
         .iter()
-        .map(|event| format!("{}-{}", event["event"].as_str().unwrap(), event["session_id"].as_str().unwrap()))
+        .map(|event| sessionlake_model::parse_line(event.to_string().as_bytes()).unwrap().unique_id_row())
         .collect();
     let lost = expected.iter().filter(|id| !distinct.contains(id)).count();
     report::record(
@@ -243,4 +268,162 @@ async fn two_api_processes_post_into_one_lake() {
     assert_eq!(distinct.len(), expected.len(), "nothing else");
     assert!(!logs.contains("panicked"), "{logs}");
     drop_keyspace(&*connect(&nodes).await, &keyspace).await;
+}
+
+/// `sessionlake run --source FILE` into `lake` and `keyspace`.
+fn run_command(lake: &Path, file: &Path, nodes: &str, keyspace: &str) -> std::process::Command {
+    let file = file.display().to_string();
+    let mut command =
+        sessionlake(lake, &["run", "--source", &file, "--cassandra-nodes", nodes, "--keyspace", keyspace]);
+    command.env("SESSIONLAKE_LOG", "warn,sessionlake_lake::raw=info,sessionlake_lake::sessions=info");
+    command
+}
+
+/// The first and last time a run logged a raw or sessions MERGE, or a lost
+/// commit race; `None` if it never merged.
+fn lake_write_span(log: &str) -> Option<(String, String)> {
+    let stamps: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            line.contains("merged raw micro-batch")
+                || line.contains("merged sessions micro-batch")
+                || line.contains("lost a commit race")
+        })
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    Some((stamps.first()?.to_string(), stamps.last()?.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_on_one_lake_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dataset(dir.path(), 13);
+    let nodes = nodes();
+    let session = connect(&nodes).await;
+
+    let reference = dir.path().join("reference");
+    let reference_keyspace = keyspace("two_runs_reference");
+    for file in &files {
+        report(run_command(&reference, file, &nodes, &reference_keyspace));
+    }
+    let expected = lake_rows(&reference).await;
+    let expected_served = dump(&session, &reference_keyspace).await;
+    assert_eq!(expected_served, expected_rows(&reference).await);
+
+    // Each process lands one file and refines everything it finds: the two
+    // raw stages, the two sessions stages and the two serve stages race.
+    let lake = dir.path().join("lake");
+    let keyspace = keyspace("two_runs");
+    report(sessionlake(&lake, &["db", "init", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]));
+    let runs: Vec<Child> = files
+        .iter()
+        .map(|file| {
+            run_command(&lake, file, &nodes, &keyspace).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let mut logs = String::new();
+    let mut spans = Vec::new();
+    for run in runs {
+        let output = run.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "both runs succeed: {log}");
+        assert!(!log.contains("panicked"), "{log}");
+        spans.push(lake_write_span(&log));
+        logs.push_str(&log);
+    }
+    let overlapped = match (&spans[0], &spans[1]) {
+        (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
+        _ => false,
+    };
+    assert!(
+        overlapped || conflicts(&logs) > 0,
+        "the two runs did not write at once ({spans:?}): the test proved nothing"
+    );
+    // A run that finished first may not have seen the other's file: one more
+    // pass of each stage catches up, as the next `run` or a follower would.
+    report(sessionlake(&lake, &["sessions"]));
+    report(sessionlake(&lake, &["serve", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]));
+
+    let got = lake_rows(&lake).await;
+    let served = dump(&session, &keyspace).await;
+    report::record(
+        "concurrency",
+        json!({
+            "what": "two `run`s on one lake at once",
+            "conflicts_logged": conflicts(&logs),
+            "rows_compared": expected.iter().map(Vec::len).sum::<usize>() + expected_served.started.len() + expected_served.completed.len(),
+            "duplicates": got[0].len().saturating_sub(expected[0].len()) + got[2].len().saturating_sub(expected[2].len()),
+            "equal": got[0] == expected[0] && got[2] == expected[2] && served == expected_served,
+        }),
+    );
+    assert!(got[0] == expected[0], "raw rows equal those of one run after the other");
+    assert!(got[2] == expected[2], "gold rows equal those of one run after the other");
+    assert_eq!(served, expected_served, "the serving tables too");
+    drop_keyspace(&session, &keyspace).await;
+    drop_keyspace(&session, &reference_keyspace).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_while_up_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dataset(dir.path(), 17);
+    let nodes = nodes();
+    let session = connect(&nodes).await;
+    let lake = dir.path().join("lake");
+    let reference_keyspace = keyspace("run_up_reference");
+    let keyspace = keyspace("run_up");
+    let first = files[0].display().to_string();
+    let mut command = sessionlake(
+        &lake,
+        &[
+            "up",
+            "--source",
+            &first,
+            "--cassandra-nodes",
+            &nodes,
+            "--keyspace",
+            &keyspace,
+            "--addr",
+            "127.0.0.1:0",
+            "--poll-seconds",
+            "0.1",
+        ],
+    );
+    command.env_remove("SESSIONLAKE_API_KEYS").env_remove("SESSIONLAKE_API_KEYS_FILE");
+    let up = ApiProcess::spawn(command, "API ready on ", Duration::from_secs(300));
+
+    // A `run` beside the followers: its sessions and serve stages race
+    // theirs on the same tables.
+    let output = run_command(&lake, &files[1], &nodes, &keyspace).output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "run beside up succeeds: {log}");
+
+    let reference = dir.path().join("reference");
+    for file in &files {
+        report(run_command(&reference, file, &nodes, &reference_keyspace));
+    }
+    let expected = lake_rows(&reference).await;
+    let expected_served = dump(&session, &reference_keyspace).await;
+    wait_until(Duration::from_secs(60), "up's followers catch up", || async {
+        lake_rows(&lake).await[2] == expected[2] && dump(&session, &keyspace).await == expected_served
+    })
+    .await;
+    assert!(lake_rows(&lake).await[0] == expected[0], "raw rows equal");
+    let up_log = up.stop();
+    // The followers may lose commit races to the run (retried inside a
+    // pass), but no pass fails.
+    let failed_passes = up_log.lines().filter(|line| line.contains("a follow pass failed")).count();
+    assert!(!up_log.contains("panicked") && failed_passes == 0, "{up_log}");
+    report::record(
+        "concurrency",
+        json!({
+            "what": "`run` while `up` follows",
+            "conflicts_logged": conflicts(&log) + conflicts(&up_log),
+            "rows_compared": expected[0].len() + expected[2].len(),
+            "duplicates": 0,
+            "equal": true,
+        }),
+    );
+    drop_keyspace(&session, &keyspace).await;
+    drop_keyspace(&session, &reference_keyspace).await;
 }
