@@ -62,8 +62,11 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Land a file or URL into landingzone/ (atomic, idempotent, with a manifest).
     Ingest(IngestArgs),
-    /// Parse landed files into r_session_events and r_session_events_rejected.
+    /// Parse landed files into r_session_events and r_session_events_rejected
+    /// (a file that does not decompress is quarantined: see `quarantine`).
     Raw,
+    /// Landed files that do not decompress: list them with the reason, retry or drop one.
+    Quarantine(QuarantineArgs),
     /// Fold new raw versions into uc_delta_session_events (one row per session).
     Sessions(SessionsArgs),
     /// Create or re-create the Cassandra keyspace and serving tables.
@@ -125,6 +128,34 @@ pub struct DownloadArgs {
         value_parser = seconds
     )]
     pub idle_timeout: Duration,
+}
+
+/// `quarantine` options.
+#[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    /// What to do with the quarantine.
+    #[command(subcommand)]
+    pub action: QuarantineAction,
+}
+
+/// `quarantine` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineAction {
+    /// The quarantined files, each with its SHA-256 and the reason it does not decompress.
+    List,
+    /// Release a quarantined file: the next `raw` reads it again (and quarantines it again if it still fails).
+    Retry(QuarantinedFileArg),
+    /// Give a quarantined file up for good: it is marked done without data, never read nor listed again
+    /// (its row in r_session_events_rejected stays, as the record of what was lost).
+    Drop(QuarantinedFileArg),
+}
+
+/// Which quarantined file.
+#[derive(Debug, Args)]
+pub struct QuarantinedFileArg {
+    /// The landed file: its name (as `quarantine list` shows it), its path, or its SHA-256.
+    #[arg(env = "SESSIONLAKE_QUARANTINE_FILE")]
+    pub file: String,
 }
 
 /// `sessions` options.

@@ -4,6 +4,7 @@
 //! ```text
 //!  generate ──> file.jsonl.bz2 ──ingest──> landingzone/ ──raw──> r_session_events ──sessions──> uc_delta_session_events
 //!                                                              └──> r_session_events_rejected             │ serve
+//!                                          quarantine list|retry|drop ──> landed files that do not decompress
 //!                                          db init|reset ──> Cassandra session_events.{api_start_session_by_hour, api_completed_sessions}
 //!                                          api ──> REST: GET /models/... (Cassandra), POST /events ──> r_session_events
 //! ```
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
             Command::Generate(args) => commands::generate(&config.global, args),
             Command::Ingest(args) => commands::ingest(&config.global, args).await,
             Command::Raw => commands::raw(&config.global).await,
+            Command::Quarantine(args) => commands::quarantine(&config.global, args).await,
             Command::Sessions(args) => commands::sessions(&config.global, args).await,
             Command::Db(args) => commands::db(&config.global, args).await,
             Command::Serve(args) => commands::serve(&config.global, args).await,

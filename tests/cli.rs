@@ -255,21 +255,104 @@ fn failures_are_one_line_and_a_nonzero_exit() {
     assert_one_line_failure(&sessionlake(&lake, &["generate", "--out", &out, "--anomaly-rate", "2"]), "anomaly-rate");
 }
 
+/// The warning lines a command printed on stderr.
+fn warnings(output: &Output) -> Vec<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr.lines().filter(|line| line.starts_with("warning: ")).map(str::to_string).collect()
+}
+
+/// Found in review (issue 12): one truncated landed file made every later
+/// `raw` exit non-zero for ever. It is quarantined instead: `raw` processes
+/// the other files, succeeds, and on every run reports the file with its
+/// reason (and one warning line), without reading it; `quarantine retry`
+/// has the next `raw` read it again, `quarantine drop` ends it for good.
 #[test]
-fn a_truncated_landed_file_is_one_clear_error_and_writes_nothing() {
+fn a_truncated_landed_file_is_quarantined_until_retried_or_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let file = dir.path().join("events.jsonl.bz2");
+    let truth_path = dir.path().join("truth.json");
     report(&sessionlake(
         &lake,
-        &["generate", "--out", &file.display().to_string(), "--sessions", "500", "--seed", "2"],
+        &[
+            "generate",
+            "--out",
+            &file.display().to_string(),
+            "--sessions",
+            "500",
+            "--seed",
+            "2",
+            "--truth",
+            &truth_path.display().to_string(),
+        ],
     ));
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.path().join("cut.jsonl.bz2");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    report(&sessionlake(&lake, &["ingest", "--source", &cut.display().to_string()]));
-    assert_one_line_failure(&sessionlake(&lake, &["raw"]), "cut.jsonl.bz2");
-    assert!(!lake.join("raw/assignment_data/r_session_events/EVENT_DATE=2016-11-01").exists(), "nothing merged");
+    let sha256 = report(&sessionlake(&lake, &["ingest", "--source", &cut.display().to_string()]))["sha256"].clone();
+    report(&sessionlake(&lake, &["ingest", "--source", &file.display().to_string()]));
+
+    let first = sessionlake(&lake, &["raw"]);
+    let first_report = report(&first);
+    assert_eq!(first_report["files_processed"], 1, "the file landed after it is processed: {first_report}");
+    assert_eq!(first_report["inserted"], truth["raw_rows"]);
+    assert_eq!(first_report["files_quarantined"], 1, "{first_report}");
+    let quarantined = first_report["quarantined"][0].clone();
+    assert_eq!(quarantined["file"], "cut.jsonl.bz2");
+    assert_eq!(quarantined["sha256"], sha256);
+    let reason = quarantined["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("truncated or corrupt"), "{quarantined}");
+    let warning = warnings(&first);
+    assert_eq!(warning.len(), 1, "one warning line per quarantined file: {warning:?}");
+    assert!(warning[0].contains("cut.jsonl.bz2") && warning[0].contains(&reason), "{warning:?}");
+
+    let second = sessionlake(&lake, &["raw"]);
+    let second_report = report(&second);
+    assert_eq!(second_report["files_processed"], 0);
+    assert_eq!(second_report["lines"], 0, "a quarantined file is not read");
+    assert_eq!(second_report["quarantined"], first_report["quarantined"], "listed on every run");
+    assert_eq!(warnings(&second), warning);
+
+    let listed = report(&sessionlake(&lake, &["quarantine", "list"]));
+    assert_eq!(listed["files_quarantined"], 1);
+    assert_eq!(listed["quarantined"], first_report["quarantined"]);
+    let table = Command::new(env!("CARGO_BIN_EXE_sessionlake"))
+        .arg("--lake")
+        .arg(&lake)
+        .args(["quarantine", "list"])
+        .env_remove("SESSIONLAKE_JSON")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("cut.jsonl.bz2") && text.contains(&reason), "{text}");
+
+    let retried = report(&sessionlake(&lake, &["quarantine", "retry", "cut.jsonl.bz2"]));
+    assert_eq!(
+        (&retried["action"], &retried["file"], &retried["reason"]),
+        (&"retry".into(), &"cut.jsonl.bz2".into(), &reason.clone().into())
+    );
+    assert_one_line_failure(&sessionlake(&lake, &["quarantine", "retry", "cut.jsonl.bz2"]), "not quarantined");
+    assert_eq!(report(&sessionlake(&lake, &["quarantine", "list"]))["files_quarantined"], 0);
+    let third = report(&sessionlake(&lake, &["raw"]));
+    assert_eq!(third["files_quarantined"], 1, "read again, still truncated, quarantined again: {third}");
+
+    let mut drop = command(&lake, &["quarantine", "drop"]);
+    drop.env("SESSIONLAKE_QUARANTINE_FILE", sha256.as_str().unwrap());
+    let dropped = report(&drop.output().unwrap());
+    assert_eq!((&dropped["action"], &dropped["file"]), (&"drop".into(), &"cut.jsonl.bz2".into()));
+    let fourth = sessionlake(&lake, &["raw"]);
+    let fourth_report = report(&fourth);
+    assert_eq!(fourth_report["files_quarantined"], 0, "{fourth_report}");
+    assert_eq!(fourth_report["files_skipped"], 2, "{fourth_report}");
+    assert!(warnings(&fourth).is_empty(), "{:?}", warnings(&fourth));
+    assert_one_line_failure(&sessionlake(&lake, &["quarantine", "drop", "nowhere.jsonl.bz2"]), "no landed file");
+
+    let count = |statement: &str| report(&sessionlake(&lake, &["sql", statement]))[0]["n"].clone();
+    assert_eq!(count("SELECT COUNT(*) AS n FROM r_session_events"), truth["raw_rows"], "nothing of the cut file");
+    let corrupt_rows = "SELECT COUNT(*) AS n FROM r_session_events_rejected \
+                        WHERE reason = 'corrupt_file' AND source_file = 'cut.jsonl.bz2' AND line_number = 0";
+    assert_eq!(count(corrupt_rows), 2, "one row per quarantine, kept after the drop");
 }
 
 /// Found in review: a typo in `--log` silently became `warn`.

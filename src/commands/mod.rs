@@ -3,6 +3,7 @@
 
 mod api;
 mod insights;
+mod quarantine;
 mod run;
 mod sql;
 mod up;
@@ -26,6 +27,7 @@ use crate::report;
 
 pub use api::api;
 pub use insights::insights;
+pub use quarantine::quarantine;
 pub use run::run;
 pub use sql::sql;
 pub use up::up;
@@ -113,6 +115,7 @@ fn raw_stage(global: &GlobalArgs) -> RawStage {
 pub async fn raw(global: &GlobalArgs) -> Result<()> {
     let outcome = raw_stage(global).run().await.context("while refining landed files into the raw table")?;
     report::print(global, "raw", &outcome);
+    quarantine::warn_quarantined(&outcome.quarantined);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use sessionlake_lake::{Lake, progress};
 use sessionlake_model::tables::{RAW_TABLE, REJECTED_TABLE, SESSIONS_TABLE, rejected};
 use sessionlake_serving::serve::ServeReport;
 
+use super::quarantine::warn_quarantined;
 use super::{SERVE_CONTEXT, SESSIONS_CONTEXT, raw_stage, serve_stage, sessions_stage, show_progress};
 use crate::config::{DEFAULT_SOURCE, GlobalArgs, RunArgs};
 use crate::report;
@@ -188,8 +189,10 @@ async fn counted(lake: &Lake, statement: &str) -> Result<BTreeMap<String, u64>> 
     Ok(counts)
 }
 
-/// Prints the summary: one JSON object with `--json`, else tables.
+/// Prints the summary: one JSON object with `--json`, else tables; and a
+/// warning line on stderr per quarantined file, either way.
 pub fn print(global: &GlobalArgs, summary: &RunSummary) {
+    warn_quarantined(&summary.raw.quarantined);
     if global.json {
         report::print(global, "run", summary);
         return;
@@ -205,7 +208,12 @@ pub fn print(global: &GlobalArgs, summary: &RunSummary) {
             summary.landing.seconds,
         ),
         row(["raw", RAW_TABLE], raw_added, Some(count(RAW_TABLE)), summary.raw.seconds),
-        row(["raw", REJECTED_TABLE], summary.raw.rejected, Some(count(REJECTED_TABLE)), 0.0),
+        row(
+            ["raw", REJECTED_TABLE],
+            summary.raw.rejected + summary.raw.newly_quarantined,
+            Some(count(REJECTED_TABLE)),
+            0.0,
+        ),
         row(
             ["use_case", SESSIONS_TABLE],
             summary.sessions.inserted,
@@ -231,6 +239,13 @@ pub fn print(global: &GlobalArgs, summary: &RunSummary) {
             .map(|(reason, count)| vec![reason.clone(), report::thousands(*count)])
             .collect();
         report::table(&["rejected reason", "rows"], &rejected);
+    }
+    if !summary.raw.quarantined.is_empty() {
+        println!();
+        let quarantined: Vec<Vec<String>> =
+            summary.raw.quarantined.iter().map(|file| vec![file.file.clone(), file.reason.clone()]).collect();
+        report::table(&["quarantined file (not read)", "reason"], &quarantined);
+        println!("(`sessionlake quarantine retry FILE` reads it again on the next run, `drop FILE` gives it up)");
     }
     println!("\ndone in {:.1} s", summary.seconds);
 }

@@ -44,10 +44,14 @@ Decisions the corpus pins (documented again in cases.json, per case):
   than 9 fraction digits and words after the time are `invalid_ts`, and so
   is an offset that carries the UTC instant out of the years 0000-9999.
 - A `country` on an `end` is ignored whatever its JSON type.
-- A corrupt, truncated or trailing-garbage bzip2 file is one error for the
-  whole file at `raw`, naming it; nothing of it is written, and files landed
-  after it are still processed. A file that is not bzip2 at all (including
-  an empty, zero-byte file) is refused by `ingest`.
+- A corrupt, truncated or trailing-garbage bzip2 file is quarantined, whole,
+  at `raw`: the run succeeds and reports it (file, sha256, the decoder's
+  complaint) with one warning line, on that run and every later one, without
+  reading it again; nothing of its lines is written, one `corrupt_file` row
+  of r_session_events_rejected (line 0, empty bytes, the complaint as the
+  message) records it, and files landed after it are processed.
+  `sessionlake quarantine retry|drop` releases it. A file that is not bzip2
+  at all (including an empty, zero-byte file) is refused by `ingest`.
 """
 
 import bz2
@@ -170,12 +174,25 @@ def jsonl(lines, ending=b"\n", last_ending=True):
 CASES = []
 
 
-def case(file, what, lines=None, data=None, compress=True, error=None, stage=None, streams=None):
+def case(file, what, lines=None, data=None, compress=True, error=None, stage=None, streams=None, quarantined=None):
     """Registers a case. `lines`: the decompressed content as annotated lines
     (joined with `\\n` unless `data` gives the exact decompressed bytes);
     `streams`: the exact decompressed bytes of each bzip2 stream (multi-stream);
-    `error`/`stage`: the case fails as one error at that stage instead."""
-    CASES.append(dict(file=file, what=what, lines=lines, data=data, compress=compress, error=error, stage=stage, streams=streams))
+    `error`/`stage`: the case fails as one error at that stage instead;
+    `quarantined`: `raw` quarantines the file, for a reason containing this."""
+    CASES.append(
+        dict(
+            file=file,
+            what=what,
+            lines=lines,
+            data=data,
+            compress=compress,
+            error=error,
+            stage=stage,
+            streams=streams,
+            quarantined=quarantined,
+        )
+    )
 
 
 def good_file():
@@ -749,7 +766,7 @@ case(
     [(text + "\r", outcome) for text, outcome in reversed(good_file())],
 )
 
-# --- the cases that are one error for the whole file -------------------------
+# --- the cases that fail as a whole file: quarantined at raw, refused at ingest --
 
 GOOD_BYTES = jsonl(good_file())
 
@@ -780,44 +797,39 @@ def second_stream_truncated():
 
 case(
     "40-truncated.jsonl.bz2",
-    "a bzip2 stream cut in the middle (a partial download): one error at raw naming the file, nothing written",
+    "a bzip2 stream cut in the middle (a partial download): quarantined at raw, nothing of it written",
     data=truncated(),
     compress=False,
-    error="truncated or corrupt",
-    stage="raw",
+    quarantined="truncated or corrupt",
 )
 case(
     "41-corrupt-block.jsonl.bz2",
-    "one flipped byte in the middle of the compressed data (bad block): one error at raw, nothing written",
+    "one flipped byte in the middle of the compressed data (bad block): quarantined at raw, nothing of it written",
     data=corrupt(),
     compress=False,
-    error="truncated or corrupt",
-    stage="raw",
+    quarantined="truncated or corrupt",
 )
 case(
     "42-second-stream-truncated.jsonl.bz2",
-    "two streams, the first complete with valid events, the second cut short: one error, and not even the first"
-    " stream's events are written",
+    "two streams, the first complete with valid events, the second cut short: quarantined, and not even the"
+    " first stream's events are written",
     data=second_stream_truncated(),
     compress=False,
-    error="truncated or corrupt",
-    stage="raw",
+    quarantined="truncated or corrupt",
 )
 case(
     "43-trailing-garbage.jsonl.bz2",
-    "a complete stream followed by bytes that are not a stream (bzip2 -d would warn and drop them): one error",
+    "a complete stream followed by bytes that are not a stream (bzip2 -d would warn and drop them): quarantined",
     data=bz2.compress(GOOD_BYTES) + b"garbage after the stream\n",
     compress=False,
-    error="truncated or corrupt",
-    stage="raw",
+    quarantined="truncated or corrupt",
 )
 case(
     "44-header-only.jsonl.bz2",
-    "just the 4-byte header `BZh9`: passes ingest's magic check, fails raw as truncated",
+    "just the 4-byte header `BZh9`: passes ingest's magic check, quarantined at raw as truncated",
     data=b"BZh9",
     compress=False,
-    error="truncated or corrupt",
-    stage="raw",
+    quarantined="truncated or corrupt",
 )
 case(
     "45-not-bzip2.jsonl.bz2",
@@ -878,6 +890,8 @@ def main():
         entry = {"file": spec["file"], "what": spec["what"]}
         if spec["error"] is not None:
             entry["expect"] = {"error": spec["error"], "stage": spec["stage"]}
+        elif spec["quarantined"] is not None:
+            entry["expect"] = {"quarantined": spec["quarantined"]}
         else:
             lines = spec["lines"]
             # The annotated lines must be exactly the lines of the decompressed bytes.
@@ -895,7 +909,8 @@ def main():
             out.write(packed)
         listing.append(entry)
     document = {
-        "about": "Hostile input files and the outcome of `sessionlake ingest --source FILE` then `raw` for each;"
+        "about": "Hostile input files and the outcome of `sessionlake ingest --source FILE` then `raw` for each"
+        " (counts, one error at ingest, or quarantined at raw);"
         " written by make.py, checked by tests/torture/hostile_files.rs. `raw` rows: ts_micros is the stored ts"
         " (UTC, microseconds since the epoch). `rejected_lines`: hex is the exact raw_bytes (a line's bytes"
         " between two newlines, a CR before the newline and a BOM included), given for lines up to 4096 bytes.",

@@ -9,9 +9,14 @@
 //!   tables themselves through `sessionlake sql` — row counts, rejects per
 //!   reason, every raw row (ts as stored, in UTC) and every rejected line's
 //!   exact bytes, line number and source file;
-//! - a file that does not: one line on stderr, `error: …` naming the file,
-//!   nothing of it in the tables, and a good file landed after it still
-//!   processed.
+//! - a file that `ingest` refuses (not bzip2): one line on stderr, `error: …`
+//!   naming the file, nothing landed;
+//! - a landed file that does not decompress: quarantined by `raw`, which
+//!   succeeds, reports it with the decoder's complaint and prints one
+//!   warning line naming it — on this run and every later one, without
+//!   reading it again — while one `corrupt_file` row of the rejected table
+//!   records it and nothing of its lines is written; a good file landed
+//!   after it is processed; `quarantine drop` ends it.
 //!
 //! Every command of every case also runs with `RUST_BACKTRACE=0` and must end
 //! with exit code 0 or 1: never a panic (101, or "panicked" on stderr) and
@@ -60,16 +65,31 @@ struct Case {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Expect {
-    Error { error: String, stage: Stage },
-    Counts { raw_rows: u64, rejected: BTreeMap<String, u64>, duplicates: u64 },
+    Error {
+        error: String,
+        stage: Stage,
+    },
+    /// Quarantined by `raw`, with a reason containing this text.
+    Quarantined {
+        quarantined: String,
+    },
+    Counts {
+        raw_rows: u64,
+        rejected: BTreeMap<String, u64>,
+        duplicates: u64,
+    },
 }
 
+/// Where a case fails as one error: only `ingest` refuses a file now (a
+/// landed file that does not decompress is quarantined instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Stage {
     Ingest,
-    Raw,
 }
+
+/// The rejected table's reason code of a quarantined file.
+const CORRUPT_FILE: &str = "corrupt_file";
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 struct RawRow {
@@ -211,7 +231,8 @@ fn check_case(case: &Case, follow_up: &Case) -> Vec<String> {
         Expect::Counts { raw_rows, rejected, duplicates } => {
             check_success(case, &lake, *raw_rows, rejected, *duplicates, &mut problems)
         }
-        Expect::Error { error, stage } => check_error(case, &lake, error, *stage, follow_up, &mut problems),
+        Expect::Error { error, stage: Stage::Ingest } => check_refused(case, &lake, error, follow_up, &mut problems),
+        Expect::Quarantined { quarantined } => check_quarantined(case, &lake, quarantined, follow_up, &mut problems),
     };
     if let Err(problem) = outcome {
         problems.push(problem);
@@ -219,7 +240,7 @@ fn check_case(case: &Case, follow_up: &Case) -> Vec<String> {
     let (outcome, lines) = match &case.expect {
         Expect::Counts { .. } => ("raw or rejected", case.lines),
         Expect::Error { stage: Stage::Ingest, .. } => ("one error at ingest", 0),
-        Expect::Error { stage: Stage::Raw, .. } => ("one error at raw", 0),
+        Expect::Quarantined { .. } => ("quarantined at raw", 0),
     };
     let panics =
         problems.iter().filter(|problem| problem.contains("panicked") || problem.contains("exited 101")).count();
@@ -391,69 +412,157 @@ fn check_one_line_error(run: &Run, expected: &str, file: &str, problems: &mut Ve
     }
 }
 
-fn check_error(
+/// A file `ingest` refuses: one error, nothing landed, and a good file
+/// landed afterwards is processed.
+fn check_refused(
     case: &Case,
     lake: &Path,
     expected: &str,
-    stage: Stage,
     follow_up: &Case,
     problems: &mut Vec<String>,
 ) -> Result<(), String> {
     let landed = ingest(lake, &case.file, problems);
-    match stage {
-        Stage::Ingest => {
-            check_one_line_error(&landed, expected, &case.file, problems);
-            // Nothing landed: no file (not even a temp file), no manifest entry.
-            let landing = lake.join("landingzone/assignment_data");
-            let left: Vec<_> = std::fs::read_dir(&landing)
-                .map(|entries| entries.flatten().map(|entry| entry.file_name()).collect())
-                .unwrap_or_default();
-            if !left.is_empty() {
-                problems.push(format!("a refused file left {left:?} in the landing zone"));
-            }
-            let report = sessionlake(lake, &[os("raw")], problems).json()?;
-            if report["lines"].as_u64() != Some(0) || report["files_processed"].as_u64() != Some(0) {
-                problems.push(format!("raw after a refused ingest read something: {report}"));
-            }
-        }
-        Stage::Raw => {
-            landed.json()?;
-            let failed = sessionlake(lake, &[os("raw")], problems);
-            check_one_line_error(&failed, expected, &case.file, problems);
-        }
+    check_one_line_error(&landed, expected, &case.file, problems);
+    // Nothing landed: no file (not even a temp file), no manifest entry.
+    let landing = lake.join("landingzone/assignment_data");
+    let left: Vec<_> = std::fs::read_dir(&landing)
+        .map(|entries| entries.flatten().map(|entry| entry.file_name()).collect())
+        .unwrap_or_default();
+    if !left.is_empty() {
+        problems.push(format!("a refused file left {left:?} in the landing zone"));
+    }
+    let report = sessionlake(lake, &[os("raw")], problems).json()?;
+    if report["lines"].as_u64() != Some(0) || report["files_processed"].as_u64() != Some(0) {
+        problems.push(format!("raw after a refused ingest read something: {report}"));
     }
     let (raw_rows, rejected) = table_counts(lake, problems)?;
     if raw_rows != 0 || !rejected.is_empty() {
-        problems.push(format!("the tables hold rows of a failed file: {raw_rows} raw, rejected {rejected:?}"));
+        problems.push(format!("the tables hold rows of a refused file: {raw_rows} raw, rejected {rejected:?}"));
     }
-
-    // A good file landed afterwards is still processed.
     ingest(lake, &follow_up.file, problems).json()?;
-    let after = sessionlake(lake, &[os("raw")], problems);
-    match stage {
-        Stage::Ingest => {
-            after.json()?;
-        }
-        // The corrupt file is still landed, so the run still fails on it,
-        // but only after processing the others.
-        Stage::Raw => check_one_line_error(&after, expected, &case.file, problems),
-    }
-    let Expect::Counts { raw_rows: good_rows, rejected: good_rejected, .. } = &follow_up.expect else {
+    sessionlake(lake, &[os("raw")], problems).json()?;
+    let (good_rows, good_rejected) = follow_up_counts(follow_up)?;
+    check_table_counts(lake, good_rows, &good_rejected, &follow_up.file, problems)
+}
+
+/// The raw rows and rejected rows per reason of the (successful) follow-up case.
+fn follow_up_counts(follow_up: &Case) -> Result<(u64, BTreeMap<String, u64>), String> {
+    let Expect::Counts { raw_rows, rejected, .. } = &follow_up.expect else {
         return Err("the follow-up case must succeed".into());
     };
-    let (raw_rows, rejected) = table_counts(lake, problems)?;
-    if (raw_rows, &rejected) != (*good_rows, good_rejected) {
+    Ok((*raw_rows, rejected.clone()))
+}
+
+fn check_table_counts(
+    lake: &Path,
+    raw_rows: u64,
+    rejected: &BTreeMap<String, u64>,
+    after: &str,
+    problems: &mut Vec<String>,
+) -> Result<(), String> {
+    let (stored_rows, stored_rejected) = table_counts(lake, problems)?;
+    if (stored_rows, &stored_rejected) != (raw_rows, rejected) {
         problems.push(format!(
-            "after landing {} too: {raw_rows} raw rows and rejected {rejected:?}, expected {good_rows} and \
-             {good_rejected:?} (a failed file must not hold back the files after it)",
-            follow_up.file
+            "after landing {after}: {stored_rows} raw rows and rejected {stored_rejected:?}, expected {raw_rows} and \
+             {rejected:?} (a failed file must not hold back the files after it)"
         ));
     }
     Ok(())
 }
 
+/// Checks a `raw` run that must succeed with `file` (sha256 `sha256`)
+/// quarantined, its reason containing `expected`, and one warning line
+/// naming it; returns the report.
+fn check_raw_quarantines(
+    lake: &Path,
+    file: &str,
+    sha256: &Value,
+    expected: &str,
+    problems: &mut Vec<String>,
+) -> Result<Value, String> {
+    let run = sessionlake(lake, &[os("raw")], problems);
+    let report = run.json()?;
+    let listed = &report["quarantined"];
+    let reason = listed[0]["reason"].as_str().unwrap_or_default();
+    let listed_alone = listed.as_array().map(Vec::len) == Some(1)
+        && report["files_quarantined"].as_u64() == Some(1)
+        && listed[0]["file"].as_str() == Some(file)
+        && &listed[0]["sha256"] == sha256
+        && reason.contains(expected);
+    if !listed_alone {
+        problems.push(format!("`{}` does not report {file} quarantined for {expected:?}: {report}", run.command));
+    }
+    let warnings: Vec<&str> = run.stderr.lines().filter(|line| !line.trim().is_empty()).collect();
+    let one_warning = warnings.len() == 1
+        && warnings[0].starts_with("warning: ")
+        && warnings[0].contains(file)
+        && warnings[0].contains(expected);
+    if !one_warning {
+        problems.push(format!("`{}`: stderr is not one `warning: ` line naming {file}: {:?}", run.command, run.stderr));
+    }
+    Ok(report)
+}
+
+/// A landed file that does not decompress: quarantined, reported on every
+/// run without being read, recorded by one rejected row; the files after it
+/// are processed; dropped, it is neither read nor reported again.
+fn check_quarantined(
+    case: &Case,
+    lake: &Path,
+    expected: &str,
+    follow_up: &Case,
+    problems: &mut Vec<String>,
+) -> Result<(), String> {
+    let sha256 = ingest(lake, &case.file, problems).json()?["sha256"].clone();
+    let first = check_raw_quarantines(lake, &case.file, &sha256, expected, problems)?;
+    let nothing_read = [("files_processed", 0), ("lines", 0), ("inserted", 0), ("rejected", 0)];
+    if nothing_read.iter().any(|&(name, want)| first[name].as_u64() != Some(want)) {
+        problems.push(format!("raw of a file that does not decompress wrote or counted lines: {first}"));
+    }
+    let quarantine_row = BTreeMap::from([(CORRUPT_FILE.to_string(), 1)]);
+    check_table_counts(lake, 0, &quarantine_row, &case.file, problems)?;
+    let statement = format!(
+        "SELECT source_file, line_number, raw_line, encode(raw_bytes, 'hex') AS hex, message \
+         FROM r_session_events_rejected WHERE reason = '{CORRUPT_FILE}'"
+    );
+    let rows = sql(lake, &statement, problems)?;
+    let row = rows.first().cloned().unwrap_or_default();
+    let recorded = text_of(&row, "source_file").as_deref() == Some(case.file.as_str())
+        && number_of(&row, "line_number") == Some(0)
+        && text_of(&row, "raw_line").as_deref() == Some("")
+        && text_of(&row, "hex").as_deref() == Some("")
+        && Some(&row["message"]) == first["quarantined"][0].get("reason");
+    if !recorded {
+        problems.push(format!("the {CORRUPT_FILE} row is not the quarantine's record: {rows:?}"));
+    }
+
+    // A good file landed afterwards is processed; the quarantined one is
+    // still reported, and still not read.
+    ingest(lake, &follow_up.file, problems).json()?;
+    let after = check_raw_quarantines(lake, &case.file, &sha256, expected, problems)?;
+    if after["files_processed"].as_u64() != Some(1) || after["lines"].as_u64() != Some(follow_up.lines) {
+        problems.push(format!("raw after landing {} did not read exactly it: {after}", follow_up.file));
+    }
+    let (good_rows, mut good_rejected) = follow_up_counts(follow_up)?;
+    *good_rejected.entry(CORRUPT_FILE.to_string()).or_insert(0) += 1;
+    check_table_counts(lake, good_rows, &good_rejected, &follow_up.file, problems)?;
+
+    // Dropped: neither read nor reported again; its record stays.
+    let dropped = sessionlake(lake, &[os("quarantine"), os("drop"), os(&case.file)], problems).json()?;
+    if dropped["file"].as_str() != Some(case.file.as_str()) {
+        problems.push(format!("quarantine drop: {dropped}"));
+    }
+    let run = sessionlake(lake, &[os("raw")], problems);
+    let last = run.json()?;
+    let idle = [("files_processed", 0), ("files_skipped", 2), ("files_quarantined", 0), ("lines", 0)];
+    if idle.iter().any(|&(name, want)| last[name].as_u64() != Some(want)) || !run.stderr.trim().is_empty() {
+        problems.push(format!("raw after the drop is not idle and quiet: {last}; stderr {:?}", run.stderr));
+    }
+    check_table_counts(lake, good_rows, &good_rejected, &follow_up.file, problems)
+}
+
 #[test]
-fn hostile_files_end_in_raw_rejected_or_one_clear_error() {
+fn hostile_files_end_in_raw_rejected_quarantine_or_one_clear_error() {
     let started = Instant::now();
     let corpus = load_corpus();
     let follow_up = corpus.cases.iter().find(|case| case.file == corpus.follow_up).expect("the follow-up case");

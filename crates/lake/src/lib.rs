@@ -6,6 +6,7 @@
 //!     v
 //!  landingzone/assignment_data/<file>
 //!     |  raw::RawStage          stream-decompress, parse, one MERGE (insert-only) per event date
+//!     |                         raw::quarantine        a file that does not decompress: set aside, listed, retried or dropped
 //!     v                         raw::live::LiveIngest  POST /events: group commit, same MERGE, compaction
 //!  raw/assignment_data/r_session_events            (+ r_session_events_rejected)
 //!     |  sessions::SessionsStage   change feed of new raw versions, group by session, MERGE upsert

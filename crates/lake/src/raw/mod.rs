@@ -24,6 +24,11 @@
 //! slice of dates and record no marker; the MERGE being insert-only, a later
 //! full run merges those dates again without duplicating anything.
 //!
+//! A file that does not decompress is [`quarantine`]d (a marker in the raw
+//! table, its reason as a row of the rejected table) and the run goes on
+//! with the other files: later runs skip it and list it with its reason
+//! until the user retries or drops it (`sessionlake quarantine`).
+//!
 //! [`live`] writes the same table from `POST /events`, many requests per
 //! commit, with the same identity (EVENT_DATE + UNIQUE_ID_ROW). Both re-run
 //! a MERGE that loses a commit race (`merge_new_rows`), so they can run
@@ -31,6 +36,7 @@
 
 mod batch;
 pub mod live;
+pub mod quarantine;
 pub mod read;
 
 use std::collections::{BTreeMap, HashSet};
@@ -59,6 +65,7 @@ use crate::{progress, txn};
 
 pub use batch::raw_batch;
 pub use live::{Appended, LiveIngest, LiveReport, LiveSettings, LiveStats};
+pub use quarantine::{CORRUPT_FILE, Quarantine, QuarantineChange, QuarantinedFile};
 
 /// Event dates processed in debug mode (1-based positions among a file's
 /// sorted dates), like the reference's debug flag.
@@ -80,8 +87,17 @@ pub struct RawStage {
 pub struct RawReport {
     /// Landed files read in this run.
     pub files_processed: u64,
-    /// Landed files already fully processed earlier (not read).
+    /// Landed files already fully processed earlier, or dropped from the
+    /// quarantine (not read).
     pub files_skipped: u64,
+    /// Landed files quarantined now (not read): this run's and earlier
+    /// runs' that are neither retried nor dropped yet.
+    pub files_quarantined: u64,
+    /// Those files, in landing order, each with its reason.
+    pub quarantined: Vec<QuarantinedFile>,
+    /// Files this run quarantined (also in `files_quarantined`): each added
+    /// one `corrupt_file` row to the rejected table.
+    pub newly_quarantined: u64,
     /// Lines read.
     pub lines: u64,
     /// Rows inserted into the raw table.
@@ -108,11 +124,15 @@ impl RawStage {
         let entries = Manifest::in_dir(&self.lake.landing_dir()).entries()?;
         let mut raw_table = self.lake.open_or_create(&RAW).await?;
         let mut rejected_table = self.lake.open_or_create(&REJECTED).await?;
-        let mut first_corrupt_file = None;
+        let mut quarantined = Vec::new();
         for entry in &entries {
             let markers = FileMarkers::of(entry);
             if txn::applied_version(&raw_table, RAW.name, &markers.done).await?.is_some() {
                 report.files_skipped += 1;
+                continue;
+            }
+            if quarantine::is_quarantined_in(&raw_table, entry).await? {
+                quarantined.push(entry.clone());
                 continue;
             }
             let path = self.lake.landing_dir().join(&entry.file);
@@ -121,21 +141,24 @@ impl RawStage {
                     (raw_table, rejected_table) = tables;
                     report.files_processed += 1;
                 }
-                // A file that does not decompress fails the run, but only
-                // once the files landed after it are processed: one bad file
-                // must not hold back every later one. Nothing of it was
-                // written (a file is read whole before its first commit).
-                Err(error @ LakeError::Corrupt { .. }) => {
-                    first_corrupt_file.get_or_insert(error);
+                // A file that does not decompress is quarantined and the
+                // run goes on: one bad file must not fail every later run.
+                // Nothing of it was written (a file is read whole before
+                // its first commit).
+                Err(LakeError::Corrupt { message, .. }) => {
                     raw_table = self.lake.open_or_create(&RAW).await?;
                     rejected_table = self.lake.open_or_create(&REJECTED).await?;
+                    let row_written;
+                    (raw_table, rejected_table, row_written) =
+                        quarantine::quarantine_file(raw_table, rejected_table, entry, &message).await?;
+                    quarantined.push(entry.clone());
+                    report.newly_quarantined += u64::from(row_written);
                 }
                 Err(error) => return Err(error),
             }
         }
-        if let Some(error) = first_corrupt_file {
-            return Err(error);
-        }
+        report.quarantined = quarantine::with_reasons(&self.lake, &quarantined).await?;
+        report.files_quarantined = report.quarantined.len() as u64;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
@@ -262,7 +285,18 @@ impl FileMarkers {
 /// unless the last of them (the done marker) is already there.
 async fn commit_markers_only(table: DeltaTable, markers: Vec<(String, i64)>) -> Result<DeltaTable> {
     let done = markers.last().map(|(app_id, _)| app_id.clone()).unwrap_or_default();
-    let (table, _) = commit_unless_applied(table, RAW.name, &done, |mut table| {
+    commit_markers_unless_reached(table, markers, &done, 1).await
+}
+
+/// Commits `markers` to the raw table with no data (an append of nothing),
+/// unless `guard` is already recorded there at `at_least` or more.
+async fn commit_markers_unless_reached(
+    table: DeltaTable,
+    markers: Vec<(String, i64)>,
+    guard: &str,
+    at_least: i64,
+) -> Result<DeltaTable> {
+    let (table, _) = commit_unless_reached(table, RAW.name, guard, at_least, |mut table| {
         let markers = markers.clone();
         async move {
             let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
@@ -283,9 +317,26 @@ async fn commit_markers_only(table: DeltaTable, markers: Vec<(String, i64)>) -> 
 /// conflicts), and the reloaded table then has the marker. Found by the
 /// torture suite's two concurrent raw runs.
 async fn commit_unless_applied<Commit, Committed>(
+    table: DeltaTable,
+    table_name: &'static str,
+    marker: &str,
+    commit: Commit,
+) -> Result<(DeltaTable, bool)>
+where
+    Commit: FnMut(DeltaTable) -> Committed,
+    Committed: std::future::Future<Output = std::result::Result<DeltaTable, DeltaTableError>>,
+{
+    // Every marker this guards is recorded as 1 (or more).
+    commit_unless_reached(table, table_name, marker, 1, commit).await
+}
+
+/// [`commit_unless_applied`] for a marker that counts: commits unless
+/// `marker` is already recorded at `at_least` or more.
+async fn commit_unless_reached<Commit, Committed>(
     mut table: DeltaTable,
     table_name: &'static str,
     marker: &str,
+    at_least: i64,
     mut commit: Commit,
 ) -> Result<(DeltaTable, bool)>
 where
@@ -294,7 +345,7 @@ where
 {
     let mut attempt = 0;
     loop {
-        if txn::applied_version(&table, table_name, marker).await?.is_some() {
+        if txn::applied_version(&table, table_name, marker).await?.is_some_and(|version| version >= at_least) {
             return Ok((table, false));
         }
         match commit(table.clone()).await {
