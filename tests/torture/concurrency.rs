@@ -133,7 +133,8 @@ fn posted_sessions(tag: u32, n: u32) -> Vec<Value> {
 }
 
 /// Posts `batches` to the APIs at `bases` (batch i to `targets(i)`), 16 at
-/// a time; returns every status (and prints the body of any but 202).
+/// a time, retrying a 503 up to 4 times; returns every final status (and
+/// prints the body of any answer but 202).
 async fn post_all(batches: &[Value], bases: &[String], targets: impl Fn(usize) -> Vec<usize>) -> Vec<u16> {
     let client = Arc::new(reqwest::Client::new());
     let requests: Vec<(String, String)> = batches
@@ -146,13 +147,31 @@ async fn post_all(batches: &[Value], bases: &[String], targets: impl Fn(usize) -
         .map(|(url, body)| {
             let client = client.clone();
             async move {
-                let response =
-                    client.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
-                let status = response.status().as_u16();
-                if status != 202 {
-                    eprintln!("POST /events: {status} {}", response.text().await.unwrap_or_default());
+                // A 503 says "retry" (the API's contract: retrying a batch is
+                // harmless); a client on a machine this loaded does, a few times.
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    if status == 202 {
+                        return status;
+                    }
+                    eprintln!(
+                        "POST /events (attempt {attempts}): {status} {}",
+                        response.text().await.unwrap_or_default()
+                    );
+                    if status != 503 || attempts == 5 {
+                        return status;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                status
             }
         })
         .buffer_unordered(16)

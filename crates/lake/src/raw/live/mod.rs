@@ -12,7 +12,7 @@
 //!                                        └─► every N commits: compaction task (OPTIMIZE of the dates touched)
 //! ```
 //!
-//! A supervisor ([`supervisor`]) starts the committer again, with backoff,
+//! A supervisor (`supervisor.rs`) starts the committer again, with backoff,
 //! when it dies (a panic): the queue survives, and [`LiveIngest::health`]
 //! reports live ingest down until the committer runs again (the API's
 //! `/ready` answers 503 meanwhile, and `append` fails at once).
