@@ -33,22 +33,43 @@ async fn count(lake: &Path, statement: &str) -> u64 {
     query::text_rows(&batches).unwrap()[0][0].as_deref().unwrap().parse().unwrap()
 }
 
-/// The first and last time (RFC 3339 text, which sorts like the instant) a
-/// run logged a raw MERGE attempt or a lost commit race; `None` if it never
-/// merged.
-fn merge_span(log: &str) -> Option<(String, String)> {
-    let stamps: Vec<String> = log
-        .lines()
-        .filter(|line| line.contains("merged raw micro-batch") || line.contains("lost a commit race"))
-        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
-        .collect();
-    Some((stamps.first()?.clone(), stamps.last()?.clone()))
-}
-
 /// Commit conflicts retried: the line `raw::back_off_after_conflict` logs
 /// for each retry.
 fn conflicts(log: &str) -> usize {
     log.lines().filter(|line| line.contains("lost a commit race")).count()
+}
+
+/// Waits for `runs` (started at once, logging raw and sessions MERGEs at
+/// info level), asserts each succeeded without a panic, and that they
+/// raced: a test of two writers proves nothing if they ran one after the
+/// other. They raced when their MERGE activity (first to last "merged …
+/// micro-batch" or lost-race line; RFC 3339 stamps sort like instants)
+/// overlapped in time, or when one lost a commit race. Returns their logs.
+fn wait_for_racing(runs: Vec<Child>, what: &str) -> String {
+    let mut logs = String::new();
+    let mut spans = Vec::new();
+    for run in runs {
+        let output = run.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{what}: every run succeeds: {log}");
+        assert!(!log.contains("panicked"), "{log}");
+        let stamps: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(" micro-batch") || line.contains("lost a commit race"))
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        spans.push(stamps.first().zip(stamps.last()).map(|(first, last)| (first.to_string(), last.to_string())));
+        logs.push_str(&log);
+    }
+    let overlapped = match (&spans[0], &spans[1]) {
+        (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
+        _ => false,
+    };
+    assert!(
+        overlapped || conflicts(&logs) > 0,
+        "{what}: the runs did not write at once ({spans:?}); the test proved nothing"
+    );
+    logs
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,28 +98,7 @@ async fn two_raw_runs_on_the_same_landing_at_once() {
                 .spawn()
                 .unwrap()
         };
-        let runs: Vec<Child> = vec![spawn(), spawn()];
-        let mut logs = String::new();
-        let mut spans = Vec::new();
-        for run in runs {
-            let output = run.wait_with_output().unwrap();
-            let log = String::from_utf8_lossy(&output.stderr).into_owned();
-            assert!(output.status.success(), "both raw runs succeed: {log}");
-            assert!(!log.contains("panicked"), "{log}");
-            spans.push(merge_span(&log));
-            logs.push_str(&log);
-        }
-        // The test proves something only if the two runs raced: both wrote
-        // (a MERGE each, at least) and their MERGE activity overlapped in
-        // time, or one lost a commit race to the other.
-        let overlapped = match (&spans[0], &spans[1]) {
-            (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
-            _ => false,
-        };
-        assert!(
-            overlapped || conflicts(&logs) > 0,
-            "round {round}: the two raw runs did not run at once (merge spans {spans:?}); the test proved nothing"
-        );
+        let logs = wait_for_racing(vec![spawn(), spawn()], &format!("two raw runs, round {round}"));
         report(sessionlake(&lake, &["sessions"]));
         let got = lake_rows(&lake).await;
         report::record(
@@ -298,21 +298,6 @@ fn run_command(lake: &Path, file: &Path, nodes: &str, keyspace: &str) -> std::pr
     command
 }
 
-/// The first and last time a run logged a raw or sessions MERGE, or a lost
-/// commit race; `None` if it never merged.
-fn lake_write_span(log: &str) -> Option<(String, String)> {
-    let stamps: Vec<&str> = log
-        .lines()
-        .filter(|line| {
-            line.contains("merged raw micro-batch")
-                || line.contains("merged sessions micro-batch")
-                || line.contains("lost a commit race")
-        })
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
-    Some((stamps.first()?.to_string(), stamps.last()?.to_string()))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_runs_on_one_lake_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,24 +325,7 @@ async fn two_runs_on_one_lake_at_once() {
             run_command(&lake, file, &nodes, &keyspace).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
         })
         .collect();
-    let mut logs = String::new();
-    let mut spans = Vec::new();
-    for run in runs {
-        let output = run.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "both runs succeed: {log}");
-        assert!(!log.contains("panicked"), "{log}");
-        spans.push(lake_write_span(&log));
-        logs.push_str(&log);
-    }
-    let overlapped = match (&spans[0], &spans[1]) {
-        (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
-        _ => false,
-    };
-    assert!(
-        overlapped || conflicts(&logs) > 0,
-        "the two runs did not write at once ({spans:?}): the test proved nothing"
-    );
+    let logs = wait_for_racing(runs, "two runs");
     // A run that finished first may not have seen the other's file: one more
     // pass of each stage catches up, as the next `run` or a follower would.
     report(sessionlake(&lake, &["sessions"]));
