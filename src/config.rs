@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use sessionlake_cassandra::Consistency;
 
 /// The URL of the real data file (DATA.md).
 pub const DEFAULT_SOURCE: &str = "https://cdn.unityads.unity3d.com/assignments/assignment_data.jsonl.bz2";
@@ -220,6 +221,26 @@ pub struct CassandraArgs {
     /// (`--follow` runs wait for ever).
     #[arg(long, env = "SESSIONLAKE_CASSANDRA_WAIT_SECONDS", default_value_t = 300)]
     pub cassandra_wait_seconds: u64,
+    /// Consistency of the API's reads (LOCAL_QUORUM: with replication 3,
+    /// one node may be down; ONE, QUORUM, ALL, ... also work).
+    #[arg(long, env = "SESSIONLAKE_READ_CONSISTENCY", default_value = "LOCAL_QUORUM", value_parser = read_consistency)]
+    pub read_consistency: Consistency,
+    /// Consistency of `serve`'s writes (LOCAL_QUORUM; a node that missed a
+    /// write gets it from the others' hints when it is back).
+    #[arg(long, env = "SESSIONLAKE_WRITE_CONSISTENCY", default_value = "LOCAL_QUORUM", value_parser = write_consistency)]
+    pub write_consistency: Consistency,
+    /// Seconds one Cassandra write may take, retries on other nodes
+    /// included, before `serve` backs off and tries again (at least 0.05).
+    #[arg(long, env = "SESSIONLAKE_CASSANDRA_WRITE_TIMEOUT_SECONDS", default_value = "10", value_parser = seconds)]
+    pub write_timeout_seconds: Duration,
+}
+
+fn read_consistency(text: &str) -> Result<Consistency, String> {
+    sessionlake_cassandra::config::parse_consistency(text, true)
+}
+
+fn write_consistency(text: &str) -> Result<Consistency, String> {
+    sessionlake_cassandra::config::parse_consistency(text, false)
 }
 
 /// `db` options.

@@ -5,7 +5,7 @@
 //!  generate ──> file.jsonl.bz2 ──ingest──> landingzone/ ──raw──> r_session_events ──sessions──> uc_delta_session_events
 //!                                                              └──> r_session_events_rejected             │ serve
 //!                                          quarantine list|retry|drop ──> landed files that do not decompress
-//!                                          db init|reset ──> Cassandra session_events.{api_start_session_by_hour, api_completed_sessions}
+//!                                          db init|reset ──> Cassandra session_events.{api_start_session_by_day, api_completed_sessions}
 //!                                          api ──> REST: GET /models/... (Cassandra), POST /events ──> r_session_events
 //! ```
 

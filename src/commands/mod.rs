@@ -263,6 +263,9 @@ impl CassandraArgs {
             keyspace: self.keyspace.clone(),
             replication: self.replication.clone(),
             connect_timeout: Duration::from_secs(5),
+            read_consistency: self.read_consistency,
+            write_consistency: self.write_consistency,
+            write_timeout: self.write_timeout_seconds.max(Duration::from_millis(50)),
         }
     }
 

@@ -31,7 +31,7 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs) -> Result<()> {
 
     let api = RunningApi::start(global, &args.api).await?;
     let session = cassandra.connect_with_retry(args.run.cassandra.patience(false)).await?;
-    let reader = SessionReader::prepare(session, &cassandra.keyspace, args.api.read_timeout())
+    let reader = SessionReader::prepare(session, &cassandra, args.api.read_timeout())
         .await
         .context("while preparing the API's reads")?;
     api.state.set_store(Arc::new(reader));

@@ -60,32 +60,32 @@ async fn serve_writes_exactly_what_the_gold_table_and_the_truth_predict() {
         let got: Vec<(i64, &String)> = rows.iter().map(|(session, ts)| (ts.0, session)).collect();
         assert_eq!(got, want, "last 20 completed of {player}");
     }
-    let busiest = expected.started.iter().map(|row| (&row.0, row.1)).max_by_key(|&(country, hour)| {
-        (expected.started.iter().filter(|row| &row.0 == country && row.1 == hour).count(), country.clone(), hour)
+    // The busiest day of a country, read as the API reads a window: a ts
+    // slice of the day partition.
+    let busiest = expected.started.iter().map(|row| (&row.0, row.1)).max_by_key(|&(country, day)| {
+        (expected.started.iter().filter(|row| &row.0 == country && row.1 == day).count(), country.clone(), day)
     });
-    let (country, hour) = busiest.unwrap();
-    let window: Vec<i64> = (0..3).map(|back| hour - back * 3_600_000).collect();
-    let mut got = Vec::new();
-    for start_hour in &window {
-        let rows: Vec<(String, CqlTimestamp)> = all_rows(
-            &session,
-            format!(
-                "SELECT session_id, ts FROM {keyspace}.api_start_session_by_hour WHERE country = ? AND start_hour = ?"
-            ),
-            (country.as_str(), CqlTimestamp(*start_hour)),
-        )
-        .await;
-        got.extend(rows.into_iter().map(|(session, ts)| (ts.0, session)));
-    }
+    let (country, day) = busiest.unwrap();
+    let (from, to) = (day + 6 * 3_600_000, day + 9 * 3_600_000);
+    let rows: Vec<(String, CqlTimestamp)> = all_rows(
+        &session,
+        format!(
+            "SELECT session_id, ts FROM {keyspace}.api_start_session_by_day \
+             WHERE country = ? AND start_day = ? AND ts >= ? AND ts <= ?"
+        ),
+        (country.as_str(), CqlTimestamp(day), CqlTimestamp(from), CqlTimestamp(to)),
+    )
+    .await;
+    let got: Vec<(i64, String)> = rows.into_iter().map(|(session, ts)| (ts.0, session)).collect();
     let mut want: Vec<(i64, String)> = expected
         .started
         .iter()
-        .filter(|row| &row.0 == country && window.contains(&row.1))
+        .filter(|row| &row.0 == country && (from..=to).contains(&row.2))
         .map(|row| (row.2, row.3.clone()))
         .collect();
     want.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     assert!(want.len() >= 2, "a busy window");
-    assert_eq!(got, want, "started in {country} in the 3 hours up to {hour}");
+    assert_eq!(got, want, "started in {country} from {from} to {to}");
 
     // Nothing new: nothing written. Re-initialising keeps the rows.
     let again = report(&mut lake.serve(&nodes, &keyspace, &[]));

@@ -108,7 +108,7 @@ impl PreparedLake {
     }
 }
 
-/// A started row as (country, start_hour, ts, session_id, player_id, start_ts, end_ts), times in ms.
+/// A started row as (country, start_day, ts, session_id, player_id, start_ts, end_ts), times in ms.
 pub type StartedRow = (String, i64, i64, String, String, Option<i64>, Option<i64>);
 /// A completed row as (player_id, ts, session_id, country, start_ts, end_ts), times in ms.
 pub type CompletedRow = (String, i64, String, Option<String>, Option<i64>, Option<i64>);
@@ -116,7 +116,7 @@ pub type CompletedRow = (String, i64, String, Option<String>, Option<i64>, Optio
 /// Serving rows, sorted.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ServingRows {
-    /// `api_start_session_by_hour`.
+    /// `api_start_session_by_day`.
     pub started: BTreeSet<StartedRow>,
     /// `api_completed_sessions`.
     pub completed: BTreeSet<CompletedRow>,
@@ -149,10 +149,10 @@ pub async fn expected_rows(lake: &Path) -> ServingRows {
             if let (Some(start), Some(country)) = (start, &country)
                 && start >= cutoff
             {
-                let hour = start.div_euclid(3_600_000_000) * 3_600_000;
+                let day = start.div_euclid(86_400_000_000) * 86_400_000;
                 rows.started.insert((
                     country.clone(),
-                    hour,
+                    day,
                     ms(start),
                     session.value(row).to_string(),
                     player.value(row).to_string(),
@@ -177,9 +177,10 @@ pub async fn expected_rows(lake: &Path) -> ServingRows {
     rows
 }
 
-/// A CQL session on `nodes`, logged in as the default superuser.
+/// A CQL session on `nodes` (comma-separated), logged in as the default
+/// superuser.
 pub async fn connect(nodes: &str) -> Arc<Session> {
-    Arc::new(SessionBuilder::new().known_node(nodes).user("cassandra", "cassandra").build().await.unwrap())
+    Arc::new(SessionBuilder::new().known_nodes(nodes.split(',')).user("cassandra", "cassandra").build().await.unwrap())
 }
 
 /// A keyspace name of this process for `test` (dropped by [`drop_keyspace`]).
@@ -192,11 +193,11 @@ pub async fn drop_keyspace(session: &Session, keyspace: &str) {
     session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ()).await.unwrap();
 }
 
-/// A row of `api_start_session_by_hour` as the driver reads it.
+/// A row of `api_start_session_by_day` as the driver reads it.
 #[derive(scylla::DeserializeRow)]
 struct StartedCql {
     country: String,
-    start_hour: CqlTimestamp,
+    start_day: CqlTimestamp,
     ts: CqlTimestamp,
     session_id: String,
     player_id: String,
@@ -226,14 +227,14 @@ where
 /// Everything in the two serving tables of `keyspace`.
 pub async fn dump(session: &Session, keyspace: &str) -> ServingRows {
     let started: Vec<StartedCql> =
-        all_rows(session, format!("SELECT * FROM {keyspace}.api_start_session_by_hour"), ()).await;
+        all_rows(session, format!("SELECT * FROM {keyspace}.api_start_session_by_day"), ()).await;
     let completed: Vec<CompletedCql> =
         all_rows(session, format!("SELECT * FROM {keyspace}.api_completed_sessions"), ()).await;
     let ms = |ts: Option<CqlTimestamp>| ts.map(|ts| ts.0);
     ServingRows {
         started: started
             .into_iter()
-            .map(|r| (r.country, r.start_hour.0, r.ts.0, r.session_id, r.player_id, ms(r.start_ts), ms(r.end_ts)))
+            .map(|r| (r.country, r.start_day.0, r.ts.0, r.session_id, r.player_id, ms(r.start_ts), ms(r.end_ts)))
             .collect(),
         completed: completed
             .into_iter()

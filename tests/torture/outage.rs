@@ -84,7 +84,7 @@ async fn counts(nodes: &str, keyspace: &str) -> Option<(u64, u64)> {
         .await
         .ok()?;
     let mut counts = [0u64; 2];
-    for (slot, table) in counts.iter_mut().zip(["api_start_session_by_hour", "api_completed_sessions"]) {
+    for (slot, table) in counts.iter_mut().zip(["api_start_session_by_day", "api_completed_sessions"]) {
         let result = session.query_unpaged(format!("SELECT COUNT(*) FROM {keyspace}.{table}"), ()).await.ok()?;
         let (count,): (i64,) = result.into_rows_result().ok()?.single_row().ok()?;
         *slot = count as u64;

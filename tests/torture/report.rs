@@ -1,7 +1,9 @@
 //! The suite's report: each check appends one JSON object (a line) to
-//! `torture-report.jsonl` in Cargo's temp dir for integration tests; the
-//! first line written by a test process starts the file afresh.
-//! `scripts/torture-report` turns it into a table.
+//! `<test binary>-report.jsonl` in Cargo's temp dir for integration tests
+//! (`torture-report.jsonl`, and `cluster-report.jsonl` from the cluster
+//! tests, which share this module); the first line written by a test
+//! process starts its file afresh. `scripts/torture-report` turns both into
+//! one table.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use serde_json::Value;
 
 /// Where the report is written.
 pub fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("torture-report.jsonl")
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(concat!(env!("CARGO_CRATE_NAME"), "-report.jsonl"))
 }
 
 /// Appends `entry` (with its `kind`) to the report.

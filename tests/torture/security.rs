@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sessionlake_cassandra::read::{SessionReader, StartedWindow};
+use sessionlake_cassandra::{CassandraConfig, Consistency};
 
 use crate::report;
 use crate::support::*;
@@ -77,15 +78,17 @@ async fn quotes_and_cql_in_values_are_only_data() {
     let session = connect(&nodes).await;
     let before = dump(&session, &keyspace).await;
     assert!(!before.completed.is_empty());
-    let reader = SessionReader::prepare(session.clone(), &keyspace, Duration::from_secs(5)).await.unwrap();
+    let reader = SessionReader::prepare(session.clone(), &cassandra_config(&nodes, &keyspace), Duration::from_secs(5))
+        .await
+        .unwrap();
     let real_player = before.completed.iter().next().unwrap().0.clone();
     let hostile = [
         format!("{real_player}' OR '1'='1"),
         format!("{real_player}'; DROP TABLE {keyspace}.api_completed_sessions; --"),
         "' OR 1=1 ALLOW FILTERING --".to_string(),
         format!("{real_player}\" OR \"\"=\""),
-        "'); TRUNCATE api_start_session_by_hour; --".to_string(),
-        "IT' AND start_hour > 0 ALLOW FILTERING; --".to_string(),
+        "'); TRUNCATE api_start_session_by_day; --".to_string(),
+        "IT' AND start_day > 0 ALLOW FILTERING; --".to_string(),
         "\\'; DELETE FROM serve_progress; --".to_string(),
     ];
     let now_ms = 1_478_476_800_000;
@@ -105,4 +108,19 @@ async fn quotes_and_cql_in_values_are_only_data() {
         json!({"what": "CQL in read values against the real Cassandra", "probes": probes, "equal": after == before}),
     );
     drop_keyspace(&session, &keyspace).await;
+}
+
+/// The binary's default settings for `nodes` and `keyspace`.
+pub fn cassandra_config(nodes: &str, keyspace: &str) -> CassandraConfig {
+    CassandraConfig {
+        nodes: nodes.split(',').map(str::to_string).collect(),
+        user: "cassandra".into(),
+        password: "cassandra".into(),
+        keyspace: keyspace.into(),
+        replication: CassandraConfig::DEFAULT_REPLICATION.into(),
+        connect_timeout: Duration::from_secs(5),
+        read_consistency: Consistency::LocalQuorum,
+        write_consistency: Consistency::LocalQuorum,
+        write_timeout: Duration::from_secs(10),
+    }
 }

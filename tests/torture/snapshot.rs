@@ -87,7 +87,7 @@ impl Snapshot {
         }
         for (table, lost, extra) in [
             (
-                "api_start_session_by_hour",
+                "api_start_session_by_day",
                 reference.served.started.difference(&self.served.started).count(),
                 self.served.started.difference(&reference.served.started).count(),
             ),

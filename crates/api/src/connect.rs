@@ -22,7 +22,7 @@ pub fn connect_in_background(state: AppState, config: CassandraConfig, read_time
         loop {
             let attempt = async {
                 let session = config.connect().await?;
-                SessionReader::prepare(session, &config.keyspace, read_timeout).await
+                SessionReader::prepare(session, &config, read_timeout).await
             };
             match attempt.await {
                 Ok(reader) => {

@@ -20,8 +20,10 @@ use sha2::Sha256;
 
 use crate::error::ApiError;
 
-/// Format version of the token payload.
-const TOKEN_VERSION: u8 = 1;
+/// Format version of the token payload. 2: the partition index counts the
+/// day partitions of serving model 2 (a version-1 token counted hours and
+/// is refused, not misread).
+const TOKEN_VERSION: u8 = 2;
 
 /// Bytes of the MAC at the end of a token.
 const MAC_BYTES: usize = 32;

@@ -1,12 +1,17 @@
-//! Where Cassandra is and how to log in: the settings, their validation, and
-//! connecting with backoff while the cluster is not (yet) reachable.
+//! Where Cassandra is and how to log in: the settings, their validation,
+//! connecting with backoff while the cluster is not (yet) reachable, and
+//! the execution profiles of reads and writes (consistency, timeouts,
+//! speculative execution).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use scylla::client::execution_profile::{ExecutionProfile, ExecutionProfileHandle};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
+use scylla::statement::Consistency;
 
 use crate::error::{CassandraError, Result};
 use crate::retry::retry_transient;
@@ -26,6 +31,12 @@ pub struct CassandraConfig {
     pub replication: String,
     /// Timeout of one connection attempt.
     pub connect_timeout: Duration,
+    /// Consistency of the API's reads.
+    pub read_consistency: Consistency,
+    /// Consistency of `serve`'s writes and of the progress it records.
+    pub write_consistency: Consistency,
+    /// How long one write may take, retries on other nodes included.
+    pub write_timeout: Duration,
 }
 
 impl fmt::Debug for CassandraConfig {
@@ -36,6 +47,8 @@ impl fmt::Debug for CassandraConfig {
             .field("password", &"<redacted>")
             .field("keyspace", &self.keyspace)
             .field("replication", &self.replication)
+            .field("read_consistency", &self.read_consistency)
+            .field("write_consistency", &self.write_consistency)
             .finish()
     }
 }
@@ -73,6 +86,33 @@ impl CassandraConfig {
         Ok(())
     }
 
+    /// The profile of the API's reads: read consistency, `timeout` for the
+    /// whole request, and one speculative execution on another replica
+    /// when the first has not answered after [`SPECULATIVE_READ_DELAY`]
+    /// (reads are idempotent, so the driver may also retry them elsewhere).
+    pub fn read_profile(&self, timeout: Duration) -> ExecutionProfileHandle {
+        let speculation =
+            SimpleSpeculativeExecutionPolicy { max_retry_count: 1, retry_interval: SPECULATIVE_READ_DELAY };
+        ExecutionProfile::builder()
+            .consistency(self.read_consistency)
+            .request_timeout(Some(timeout))
+            .speculative_execution_policy(Some(Arc::new(speculation)))
+            .build()
+            .into_handle()
+    }
+
+    /// The profile of writes (rows and progress, also read back at this
+    /// consistency so that a saved progress is seen): write consistency and
+    /// the write timeout. Every write is an upsert or a delete by primary
+    /// key, marked idempotent, so the driver may retry it on another node.
+    pub fn write_profile(&self) -> ExecutionProfileHandle {
+        ExecutionProfile::builder()
+            .consistency(self.write_consistency)
+            .request_timeout(Some(self.write_timeout))
+            .build()
+            .into_handle()
+    }
+
     /// The contact points as one string, for messages.
     pub fn nodes_text(&self) -> String {
         self.nodes.join(",")
@@ -106,7 +146,54 @@ impl CassandraConfig {
     }
 }
 
+/// How long a read waits for its first replica before asking another.
+pub const SPECULATIVE_READ_DELAY: Duration = Duration::from_millis(100);
+
+/// Parses a consistency level by its CQL name (`LOCAL_QUORUM`, `quorum`,
+/// `ONE`, ...). `for_reads` refuses the write-only levels (`ANY`,
+/// `EACH_QUORUM`); the serial levels are for lightweight transactions only.
+pub fn parse_consistency(text: &str, for_reads: bool) -> std::result::Result<Consistency, String> {
+    let level = match text.trim().to_ascii_uppercase().replace('-', "_").as_str() {
+        "ANY" => Consistency::Any,
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        _ => {
+            return Err(format!(
+                "unknown consistency {text:?}: use ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, LOCAL_ONE \
+                 (writes also ANY, EACH_QUORUM)"
+            ));
+        }
+    };
+    if for_reads && matches!(level, Consistency::Any | Consistency::EachQuorum) {
+        return Err(format!("{level} is a write-only consistency"));
+    }
+    Ok(level)
+}
+
 fn is_login_failure(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     message.contains("authentication") || message.contains("bad credentials") || message.contains("unauthorized")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_levels_parse_by_their_cql_names() {
+        assert_eq!(parse_consistency("LOCAL_QUORUM", true), Ok(Consistency::LocalQuorum));
+        assert_eq!(parse_consistency(" local-quorum ", true), Ok(Consistency::LocalQuorum));
+        assert_eq!(parse_consistency("all", true), Ok(Consistency::All));
+        assert_eq!(parse_consistency("ANY", false), Ok(Consistency::Any));
+        assert!(parse_consistency("ANY", true).unwrap_err().contains("write-only"));
+        assert!(parse_consistency("EACH_QUORUM", true).is_err());
+        assert!(parse_consistency("SERIAL", false).unwrap_err().contains("unknown consistency"));
+        assert!(parse_consistency("", false).is_err());
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  serve (gold change feed) --upserts--> keyspace session_events
-//!                                          api_start_session_by_hour   (country, start_hour) -> ts DESC
+//!                                          api_start_session_by_day    (country, start_day) -> ts DESC
 //!                                          api_completed_sessions      player_id -> ts DESC
 //!                                          serve_progress
 //!  REST API <--read::SessionReader-------/
@@ -22,3 +22,5 @@ pub mod schema;
 
 pub use config::CassandraConfig;
 pub use error::{CassandraError, Result};
+/// A consistency level (the driver's type, re-exported for settings).
+pub use scylla::statement::Consistency;

@@ -1,18 +1,18 @@
 //! The API's two reads, newest first, in pages that can resume.
 //!
 //! A read walks an ordered list of partitions (one for a player's completed
-//! sessions; the hour partitions of a window, newest hour first, for started
-//! sessions). A page stops after `page_size` rows and hands back a
-//! [`Cursor`]: the partition to resume in, the Cassandra paging state to
-//! resume from, and how many rows of that page were already returned. The
-//! first page of every remaining partition is fetched concurrently.
+//! sessions; the day partitions of a window, newest day first, for started
+//! sessions: one or two for a window of up to 24 hours). A page stops after
+//! `page_size` rows and hands back a [`Cursor`]: the partition to resume
+//! in, the Cassandra paging state to resume from, and how many rows of that
+//! page were already returned. The first page of every remaining partition
+//! is fetched concurrently.
 //!
 //! The common case is cheaper still: a first page of started sessions is
-//! read with ONE query over all hour partitions (`start_hour IN ?`, `LIMIT
-//! page_size + 1`); when the whole window fits in the page, that is the
-//! answer (sorted here, newest first), and only windows larger than a page
-//! take the partition walk. One request instead of `hours + 1` is what keeps
-//! a 2-core Cassandra far from saturation.
+//! read with ONE query over the window's day partitions (`start_day IN ?`,
+//! a `ts` slice of each, `LIMIT page_size + 1`); when the whole window fits
+//! in the page, that is the answer (sorted here, newest first), and only
+//! windows larger than a page take the partition walk.
 //!
 //! The cursor holds Cassandra's raw paging state: the API signs it before it
 //! leaves the process (tamper-evident page tokens), so nothing a client sends
@@ -30,18 +30,20 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 
+use crate::config::CassandraConfig;
 use crate::error::{CassandraError, Result};
+use crate::schema::{STARTED_PARTITION_MS, start_day_ms};
 
 /// How many completed sessions of a player the API returns at most.
 pub const COMPLETED_LIMIT: usize = 20;
 
-/// One milli-hour: the width of an hour partition.
+/// An hour in milliseconds.
 const HOUR_MS: i64 = 3_600_000;
 
-/// A started row with its partition's hour (for the one-query read).
+/// A started row with its partition's day (for the one-query read).
 #[derive(Debug, Clone, scylla::DeserializeRow)]
 struct StartedRow {
-    start_hour: CqlTimestamp,
+    start_day: CqlTimestamp,
     player_id: String,
     session_id: String,
     country: Option<String>,
@@ -100,11 +102,11 @@ impl StartedWindow {
         Self { country: country.into(), from_ms: now_ms - i64::from(hours) * HOUR_MS, to_ms: now_ms }
     }
 
-    /// The hour partitions the window touches, newest first.
-    pub fn hour_partitions(&self) -> Vec<i64> {
-        let newest = self.to_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        let oldest = self.from_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        (0..=(newest - oldest) / HOUR_MS).map(|back| newest - back * HOUR_MS).collect()
+    /// The day partitions the window touches, newest first.
+    pub fn day_partitions(&self) -> Vec<i64> {
+        let newest = start_day_ms(self.to_ms);
+        let oldest = start_day_ms(self.from_ms);
+        (0..=(newest - oldest) / STARTED_PARTITION_MS).map(|back| newest - back * STARTED_PARTITION_MS).collect()
     }
 }
 
@@ -119,27 +121,30 @@ pub struct SessionReader {
 }
 
 impl SessionReader {
-    /// Prepares the statements (once per process); fails when the tables are
-    /// missing (run `sessionlake db init`).
-    pub async fn prepare(session: Arc<Session>, keyspace: &str, timeout: Duration) -> Result<Self> {
+    /// Prepares the statements (once per process) with the read profile of
+    /// `config` (consistency, speculative execution, `timeout` per read);
+    /// fails when the tables are missing (run `sessionlake db init`).
+    pub async fn prepare(session: Arc<Session>, config: &CassandraConfig, timeout: Duration) -> Result<Self> {
+        let keyspace = &config.keyspace;
+        let profile = config.read_profile(timeout);
         let prepare = async |cql: String, what: String| {
             let mut statement = session.prepare(cql).await.map_err(CassandraError::prepare(what))?;
             statement.set_is_idempotent(true);
-            statement.set_request_timeout(Some(timeout));
+            statement.set_execution_profile_handle(Some(profile.clone()));
             Ok::<_, CassandraError>(statement)
         };
         let started = prepare(
             format!(
                 "SELECT player_id, session_id, country, ts FROM {keyspace}.{STARTED_TABLE} \
-                 WHERE country = ? AND start_hour = ? AND ts >= ? AND ts <= ?"
+                 WHERE country = ? AND start_day = ? AND ts >= ? AND ts <= ?"
             ),
             format!("preparing the read of {keyspace}.{STARTED_TABLE}"),
         )
         .await?;
         let started_window = prepare(
             format!(
-                "SELECT start_hour, player_id, session_id, country, ts FROM {keyspace}.{STARTED_TABLE} \
-                 WHERE country = ? AND start_hour IN ? AND ts >= ? AND ts <= ? LIMIT ?"
+                "SELECT start_day, player_id, session_id, country, ts FROM {keyspace}.{STARTED_TABLE} \
+                 WHERE country = ? AND start_day IN ? AND ts >= ? AND ts <= ? LIMIT ?"
             ),
             format!("preparing the window read of {keyspace}.{STARTED_TABLE}"),
         )
@@ -173,15 +178,15 @@ impl SessionReader {
 
     /// A page of the sessions started in `window`.
     pub async fn started(&self, window: &StartedWindow, cursor: Option<Cursor>, page_size: usize) -> Result<Page> {
-        let partitions = window.hour_partitions();
+        let partitions = window.day_partitions();
         if cursor.is_none()
             && let Some(page) = self.started_in_one_query(window, &partitions, page_size).await?
         {
             return Ok(page);
         }
-        self.read(&partitions, cursor, page_size, |&hour, page_size, state| {
+        self.read(&partitions, cursor, page_size, |&day, page_size, state| {
             let values =
-                (window.country.as_str(), CqlTimestamp(hour), CqlTimestamp(window.from_ms), CqlTimestamp(window.to_ms));
+                (window.country.as_str(), CqlTimestamp(day), CqlTimestamp(window.from_ms), CqlTimestamp(window.to_ms));
             self.fetch(&self.started, values, page_size, state)
         })
         .await
@@ -194,9 +199,9 @@ impl SessionReader {
         partitions: &[i64],
         page_size: usize,
     ) -> Result<Option<Page>> {
-        let hours: Vec<CqlTimestamp> = partitions.iter().map(|&hour| CqlTimestamp(hour)).collect();
+        let days: Vec<CqlTimestamp> = partitions.iter().map(|&day| CqlTimestamp(day)).collect();
         let limit = i32::try_from(page_size + 1).unwrap_or(i32::MAX);
-        let values = (window.country.as_str(), hours, CqlTimestamp(window.from_ms), CqlTimestamp(window.to_ms), limit);
+        let values = (window.country.as_str(), days, CqlTimestamp(window.from_ms), CqlTimestamp(window.to_ms), limit);
         let result = self
             .session
             .execute_unpaged(&self.started_window, values)
@@ -206,9 +211,9 @@ impl SessionReader {
         if rows.len() > page_size {
             return Ok(None);
         }
-        // The partition walk's order: newest hour, then the clustering order.
+        // The partition walk's order: newest day, then the clustering order.
         rows.sort_by(|a, b| {
-            (b.start_hour.0, b.ts.0).cmp(&(a.start_hour.0, a.ts.0)).then_with(|| a.session_id.cmp(&b.session_id))
+            (b.start_day.0, b.ts.0).cmp(&(a.start_day.0, a.ts.0)).then_with(|| a.session_id.cmp(&b.session_id))
         });
         let items = rows
             .into_iter()
@@ -352,20 +357,28 @@ struct Fetched {
 mod tests {
     use super::*;
 
+    const MIDNIGHT: i64 = 1_478_476_800_000; // 2016-11-07T00:00:00Z
+
     #[test]
-    fn a_window_of_hours_touches_hours_plus_one_partitions_newest_first() {
-        let now = 1_478_476_800_000 + 1_234; // 2016-11-07T00:00:01.234Z
-        let window = StartedWindow::last_hours("IT", now, 3);
-        let hours = window.hour_partitions();
-        assert_eq!(hours.len(), 4);
-        assert_eq!(hours[0], 1_478_476_800_000);
-        assert_eq!(hours[3], 1_478_476_800_000 - 3 * HOUR_MS);
+    fn a_window_within_one_day_touches_one_partition() {
+        let now = MIDNIGHT + 5 * HOUR_MS + 1_234;
+        assert_eq!(StartedWindow::last_hours("IT", now, 3).day_partitions(), vec![MIDNIGHT]);
     }
 
     #[test]
-    fn a_window_on_an_hour_boundary_still_includes_its_first_instant() {
-        let now = 1_478_476_800_000; // exactly midnight
-        let hours = StartedWindow::last_hours("IT", now, 1).hour_partitions();
-        assert_eq!(hours, vec![now, now - HOUR_MS]);
+    fn a_window_across_midnight_touches_two_partitions_newest_first() {
+        let now = MIDNIGHT + 1_234; // 2016-11-07T00:00:01.234Z
+        let days = StartedWindow::last_hours("IT", now, 24).day_partitions();
+        assert_eq!(days, vec![MIDNIGHT, MIDNIGHT - STARTED_PARTITION_MS]);
+        // 24 hours never touch more than two days.
+        for offset in (0..STARTED_PARTITION_MS).step_by(HOUR_MS as usize / 7) {
+            assert!(StartedWindow::last_hours("IT", MIDNIGHT + offset, 24).day_partitions().len() <= 2);
+        }
+    }
+
+    #[test]
+    fn a_window_ending_exactly_at_midnight_still_includes_its_first_instant() {
+        let days = StartedWindow::last_hours("IT", MIDNIGHT, 1).day_partitions();
+        assert_eq!(days, vec![MIDNIGHT, MIDNIGHT - STARTED_PARTITION_MS]);
     }
 }

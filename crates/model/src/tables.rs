@@ -87,8 +87,15 @@ pub const SESSIONS_APP_ID: &str = "sessionlake-sessions";
 pub mod cassandra {
     /// Default keyspace.
     pub const KEYSPACE: &str = "session_events";
-    /// Sessions started, partitioned by (country, start_hour), newest first.
-    pub const STARTED_TABLE: &str = "api_start_session_by_hour";
+    /// Sessions started, partitioned by (country, start_day), newest first.
+    pub const STARTED_TABLE: &str = "api_start_session_by_day";
+    /// The started table of serving model 1, partitioned by (country,
+    /// start_hour): no longer read or written; `db reset` drops it.
+    pub const LEGACY_STARTED_TABLE: &str = "api_start_session_by_hour";
+    /// The serving model's version: part of `serve`'s progress key, so that
+    /// tables of a new model are filled from the whole gold table, not only
+    /// from the versions that follow the old model's progress.
+    pub const SERVING_MODEL_VERSION: u32 = 2;
     /// Completed sessions, partitioned by player_id, newest first.
     pub const COMPLETED_TABLE: &str = "api_completed_sessions";
     /// The last gold version `serve` applied, per gold table id.

@@ -5,7 +5,7 @@
 //!  uc_delta_session_events (Delta, change data feed)
 //!     |  serve::ServeStage   newest image per changed session, retention, upserts with TTL
 //!     v
-//!  keyspace session_events: api_start_session_by_hour, api_completed_sessions (+ serve_progress)
+//!  keyspace session_events: api_start_session_by_day, api_completed_sessions (+ serve_progress)
 //! ```
 //!
 //! Connecting, the schema and the reads live in `sessionlake-cassandra`

@@ -4,12 +4,11 @@
 //! its event (a TTL for the rest of its year).
 
 use chrono::{DateTime, Months, Utc};
+use sessionlake_cassandra::schema::start_day_ms;
 use sessionlake_lake::sessions::SessionImage;
 
 /// Cassandra's largest TTL (20 years), in seconds.
 pub const MAX_TTL_SECONDS: i64 = 630_720_000;
-
-const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
 /// The retention window, fixed at one instant of the service clock.
 #[derive(Debug, Clone, Copy)]
@@ -39,13 +38,13 @@ impl Retention {
     }
 }
 
-/// A row of `api_start_session_by_hour`.
+/// A row of `api_start_session_by_day`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedRow {
     /// Partition key, part 1.
     pub country: String,
-    /// Partition key, part 2: the start truncated to the UTC hour (ms).
-    pub start_hour_ms: i64,
+    /// Partition key, part 2: the start truncated to the UTC day (ms).
+    pub start_day_ms: i64,
     /// Clustering: the start time (ms).
     pub ts_ms: i64,
     /// Clustering: the session.
@@ -86,13 +85,13 @@ pub struct ServedRows {
     pub expired: u64,
 }
 
-/// The primary key of a row of `api_start_session_by_hour`.
+/// The primary key of a row of `api_start_session_by_day`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedKey {
     /// Partition key, part 1.
     pub country: String,
-    /// Partition key, part 2 (ms).
-    pub start_hour_ms: i64,
+    /// Partition key, part 2: the UTC day of the start (ms).
+    pub start_day_ms: i64,
     /// Clustering: the start time (ms).
     pub ts_ms: i64,
     /// Clustering: the session.
@@ -114,7 +113,7 @@ pub struct CompletedKey {
 /// its newest image no longer has.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StaleRows {
-    /// Keys in `api_start_session_by_hour`.
+    /// Keys in `api_start_session_by_day`.
     pub started: Vec<StartedKey>,
     /// Keys in `api_completed_sessions`.
     pub completed: Vec<CompletedKey>,
@@ -124,7 +123,7 @@ fn started_key(session: &SessionImage) -> Option<StartedKey> {
     let (start, country) = (session.start_micros?, session.country.as_ref()?);
     Some(StartedKey {
         country: country.clone(),
-        start_hour_ms: hour_ms(start),
+        start_day_ms: day_ms(start),
         ts_ms: millis(start),
         session_id: session.session_id.clone(),
     })
@@ -164,9 +163,9 @@ pub fn millis(micros: i64) -> i64 {
     micros.div_euclid(1000)
 }
 
-/// The UTC hour an instant falls in, as milliseconds.
-pub fn hour_ms(micros: i64) -> i64 {
-    millis(micros.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR)
+/// The started partition (UTC day) an instant falls in, as milliseconds.
+pub fn day_ms(micros: i64) -> i64 {
+    start_day_ms(millis(micros))
 }
 
 /// The serving rows of one gold session.
@@ -177,7 +176,7 @@ pub fn rows_for(session: &SessionImage, retention: &Retention) -> ServedRows {
             Some(ttl) => {
                 rows.started = Some(StartedRow {
                     country: country.clone(),
-                    start_hour_ms: hour_ms(start),
+                    start_day_ms: day_ms(start),
                     ts_ms: millis(start),
                     session_id: session.session_id.clone(),
                     player_id: session.player_id.clone(),
@@ -241,17 +240,18 @@ mod tests {
     }
 
     #[test]
-    fn hours_and_millis_round_down() {
-        assert_eq!(hour_ms(micros("2016-11-06T13:59:59.999999Z")), micros("2016-11-06T13:00:00Z") / 1000);
+    fn days_and_millis_round_down() {
+        assert_eq!(day_ms(micros("2016-11-06T23:59:59.999999Z")), micros("2016-11-06T00:00:00Z") / 1000);
+        assert_eq!(day_ms(micros("2016-11-07T00:00:00Z")), micros("2016-11-07T00:00:00Z") / 1000);
         assert_eq!(millis(-1), -1);
-        assert_eq!(hour_ms(-1), -3_600_000);
+        assert_eq!(day_ms(-1), -86_400_000);
     }
 
     #[test]
     fn a_complete_recent_session_gives_both_rows() {
         let rows = rows_for(&session(Some("2016-11-01T10:30:00Z"), Some("2016-11-01T11:00:00Z"), Some("FI")), &clock());
         let started = rows.started.unwrap();
-        assert_eq!((started.country.as_str(), started.start_hour_ms), ("FI", micros("2016-11-01T10:00:00Z") / 1000));
+        assert_eq!((started.country.as_str(), started.start_day_ms), ("FI", micros("2016-11-01T00:00:00Z") / 1000));
         assert_eq!(started.end_ms, Some(micros("2016-11-01T11:00:00Z") / 1000));
         let completed = rows.completed.unwrap();
         assert_eq!(completed.country.as_deref(), Some("FI"));

@@ -53,7 +53,7 @@ pub struct ServeStage {
 pub struct ServeReport {
     /// Gold sessions read from the change feed (newest image each).
     pub sessions: u64,
-    /// Rows written to `api_start_session_by_hour`.
+    /// Rows written to `api_start_session_by_day`.
     pub started_rows: u64,
     /// Rows written to `api_completed_sessions`.
     pub completed_rows: u64,
@@ -95,9 +95,9 @@ impl ServeStage {
         let patience = self.writes.patience;
         let session: Arc<Session> = self.cassandra.connect_with_retry(patience).await?;
         retry_transient(patience, || schema::init(&session, &self.cassandra)).await?;
-        let keyspace = self.cassandra.keyspace.clone();
-        let writer = retry_transient(patience, || Writer::prepare(session.clone(), &keyspace, self.writes)).await?;
-        let progress = retry_transient(patience, || ProgressStore::prepare(session.clone(), &keyspace)).await?;
+        let writer =
+            retry_transient(patience, || Writer::prepare(session.clone(), &self.cassandra, self.writes)).await?;
+        let progress = retry_transient(patience, || ProgressStore::prepare(session.clone(), &self.cassandra)).await?;
         Ok(Server { stage: self, writer, progress })
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
 use indicatif::ProgressBar;
+use scylla::client::execution_profile::ExecutionProfileHandle;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -23,7 +24,7 @@ use tracing::warn;
 
 use crate::rows::{CompletedKey, CompletedRow, StaleRows, StartedKey, StartedRow};
 use sessionlake_cassandra::retry::Backoff;
-use sessionlake_cassandra::{CassandraError, Result};
+use sessionlake_cassandra::{CassandraConfig, CassandraError, Result};
 
 /// How writes are issued.
 #[derive(Debug, Clone, Copy)]
@@ -77,16 +78,20 @@ pub struct Writer {
     delete_started: PreparedStatement,
     delete_completed: PreparedStatement,
     settings: WriteSettings,
+    profile: ExecutionProfileHandle,
     requests_done: Arc<AtomicU64>,
 }
 
 impl Writer {
-    /// Prepares the statements (once per process).
-    pub async fn prepare(session: Arc<Session>, keyspace: &str, settings: WriteSettings) -> Result<Self> {
+    /// Prepares the statements (once per process), with the write profile
+    /// of `config` (consistency, timeout; all idempotent).
+    pub async fn prepare(session: Arc<Session>, config: &CassandraConfig, settings: WriteSettings) -> Result<Self> {
+        let keyspace = &config.keyspace;
+        let profile = config.write_profile();
         let mut started = session
             .prepare(format!(
                 "INSERT INTO {keyspace}.{STARTED_TABLE} \
-                 (country, start_hour, ts, session_id, player_id, start_ts, end_ts) \
+                 (country, start_day, ts, session_id, player_id, start_ts, end_ts) \
                  VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"
             ))
             .await
@@ -101,7 +106,7 @@ impl Writer {
             .map_err(CassandraError::prepare(format!("preparing the insert into {COMPLETED_TABLE}")))?;
         let mut delete_started = session
             .prepare(format!(
-                "DELETE FROM {keyspace}.{STARTED_TABLE} WHERE country = ? AND start_hour = ? AND ts = ? AND session_id = ?"
+                "DELETE FROM {keyspace}.{STARTED_TABLE} WHERE country = ? AND start_day = ? AND ts = ? AND session_id = ?"
             ))
             .await
             .map_err(CassandraError::prepare(format!("preparing the delete from {STARTED_TABLE}")))?;
@@ -113,6 +118,7 @@ impl Writer {
             .map_err(CassandraError::prepare(format!("preparing the delete from {COMPLETED_TABLE}")))?;
         for statement in [&mut started, &mut completed, &mut delete_started, &mut delete_completed] {
             statement.set_is_idempotent(true);
+            statement.set_execution_profile_handle(Some(profile.clone()));
         }
         Ok(Self {
             session,
@@ -121,6 +127,7 @@ impl Writer {
             delete_started,
             delete_completed,
             settings,
+            profile,
             requests_done: Arc::default(),
         })
     }
@@ -134,11 +141,11 @@ impl Writer {
         stale: &StaleRows,
         bar: &ProgressBar,
     ) -> Result<WriteOutcome> {
-        started.sort_unstable_by(|a, b| (&a.country, a.start_hour_ms).cmp(&(&b.country, b.start_hour_ms)));
+        started.sort_unstable_by(|a, b| (&a.country, a.start_day_ms).cmp(&(&b.country, b.start_day_ms)));
         completed.sort_unstable_by(|a, b| a.player_id.cmp(&b.player_id));
         let batch_rows = self.settings.batch_rows.max(1);
         let mut pending: Vec<Chunk<'_>> =
-            partition_chunks(started, batch_rows, |a, b| a.country == b.country && a.start_hour_ms == b.start_hour_ms)
+            partition_chunks(started, batch_rows, |a, b| a.country == b.country && a.start_day_ms == b.start_day_ms)
                 .map(Chunk::Started)
                 .chain(partition_chunks(completed, batch_rows, |a, b| a.player_id == b.player_id).map(Chunk::Completed))
                 .chain(stale.started.iter().map(Chunk::StaleStarted))
@@ -205,7 +212,7 @@ impl Writer {
                 self.send(&self.completed, values, COMPLETED_TABLE).await
             }
             Chunk::StaleStarted(key) => {
-                let values = (&key.country, CqlTimestamp(key.start_hour_ms), CqlTimestamp(key.ts_ms), &key.session_id);
+                let values = (&key.country, CqlTimestamp(key.start_day_ms), CqlTimestamp(key.ts_ms), &key.session_id);
                 self.send(&self.delete_started, vec![values], STARTED_TABLE).await
             }
             Chunk::StaleCompleted(key) => {
@@ -238,6 +245,7 @@ impl Writer {
             batch.append_statement(statement.clone());
         }
         batch.set_is_idempotent(true);
+        batch.set_execution_profile_handle(Some(self.profile.clone()));
         self.session.batch(&batch, values).await.map_err(CassandraError::execution(what()))?;
         Ok(())
     }
@@ -249,7 +257,7 @@ type StartedValues<'a> =
 fn started_values(row: &StartedRow) -> StartedValues<'_> {
     (
         &row.country,
-        CqlTimestamp(row.start_hour_ms),
+        CqlTimestamp(row.start_day_ms),
         CqlTimestamp(row.ts_ms),
         &row.session_id,
         &row.player_id,
