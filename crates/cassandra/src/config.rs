@@ -176,7 +176,13 @@ pub fn parse_consistency(text: &str, for_reads: bool) -> std::result::Result<Con
     Ok(level)
 }
 
+/// Whether a failed connection is a refused login. A login the node could
+/// not check because too few replicas of `system_auth` are up ("Cannot
+/// achieve consistency level") is unavailability, not wrong credentials.
 fn is_login_failure(message: &str) -> bool {
+    if message.contains("Cannot achieve consistency level") {
+        return false;
+    }
     let message = message.to_ascii_lowercase();
     message.contains("authentication") || message.contains("bad credentials") || message.contains("unauthorized")
 }
@@ -184,6 +190,15 @@ fn is_login_failure(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_that_could_not_be_checked_is_not_a_wrong_password() {
+        assert!(is_login_failure("Authentication failed: Provided username cassandra and/or password are incorrect"));
+        assert!(!is_login_failure(
+            "Authentication error: Unable to perform authentication: Cannot achieve consistency level QUORUM"
+        ));
+        assert!(!is_login_failure("Connection refused (os error 111)"));
+    }
 
     #[test]
     fn consistency_levels_parse_by_their_cql_names() {

@@ -139,9 +139,22 @@ fn attempt_kind(attempt: &RequestAttemptError) -> ErrorKind {
         RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId => {
             ErrorKind::Unavailable
         }
+        RequestAttemptError::DbError(DbError::Unauthorized, message) if is_auth_unavailable(message) => {
+            ErrorKind::Unavailable
+        }
         RequestAttemptError::DbError(db, _) => db_kind(db),
         _ => ErrorKind::Permanent,
     }
+}
+
+/// Whether an "unauthorized" answer is really the auth tables being
+/// unreadable: the node checks a role's permissions by reading
+/// `system_auth`, at QUORUM for the default superuser, and says
+/// "Unable to perform authorization ...: Cannot achieve consistency level
+/// QUORUM" while too few replicas are up. That heals when they return; a
+/// real lack of permission does not.
+fn is_auth_unavailable(message: &str) -> bool {
+    message.contains("Cannot achieve consistency level")
 }
 
 fn db_kind(error: &DbError) -> ErrorKind {
@@ -181,6 +194,12 @@ mod tests {
             db(DbError::IsBootstrapping),
             ExecutionError::LastAttemptError(RequestAttemptError::UnableToAllocStreamId),
             ExecutionError::PrepareError(PrepareError::ConnectionPoolError(ConnectionPoolError::Initializing)),
+            // Two of three replicas of system_auth down: a permission check fails.
+            ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                DbError::Unauthorized,
+                "Unable to perform authorization of super-user permission: Cannot achieve consistency level QUORUM"
+                    .into(),
+            )),
         ];
         for error in &unavailable {
             assert_eq!(execution_kind(error), ErrorKind::Unavailable, "{error}");
