@@ -12,7 +12,7 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit soak bench bench-api build-release clean-lake check-prereqs-demo check-prereqs-test
+.PHONY: demo test lint unit soak bench bench-api bench-cluster build-release clean-lake check-prereqs-demo check-prereqs-test
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
@@ -61,6 +61,10 @@ bench: build-release
 ## bench-api: load test of the API (oha at 2000 req/s and full speed on both GETs; POST /events events/s)
 bench-api: build-release
 	scripts/bench-api
+
+## bench-cluster: serve rows/s and the API's p50/p99 at 2000 req/s, one node vs a 3-node RF 3 cluster
+bench-cluster: build-release
+	scripts/bench-cluster
 
 build-release:
 	cargo build --release --quiet
