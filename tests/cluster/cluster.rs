@@ -30,9 +30,8 @@ impl Cluster {
     /// addresses `127.0.K.1..=nodes` whose ports are all free (so a cluster
     /// some killed earlier run left behind does not fail this one).
     pub fn start(state: PathBuf, nodes: u8) -> Self {
-        let free = |address: Ipv4Addr| {
-            [CQL_PORT, STORAGE_PORT].iter().all(|&port| TcpListener::bind((address, port)).is_ok())
-        };
+        let free =
+            |address: Ipv4Addr| [CQL_PORT, STORAGE_PORT].iter().all(|&port| TcpListener::bind((address, port)).is_ok());
         let addresses = (11..60)
             .map(|block| (1..=nodes).map(|node| Ipv4Addr::new(127, 0, block, node)).collect::<Vec<_>>())
             .find(|block| block.iter().all(|&address| free(address)))

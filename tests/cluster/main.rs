@@ -74,8 +74,7 @@ async fn a_three_node_cluster_keeps_the_api_answering_through_node_loss_and_rest
     cluster.start_node(2);
     wait_until_served(&lake, &nodes, &keyspace).await;
     let statuses = load.stop().await;
-    check(&cluster, &lake, &keyspace, "node loss: one node SIGKILLed for 30 s, then started again", 1, statuses)
-        .await;
+    check(&cluster, &lake, &keyspace, "node loss: one node SIGKILLed for 30 s, then started again", 1, statuses).await;
 
     // 2. Rolling restart under load, one more file served meanwhile.
     let load = Load::start(&api.base, targets.clone(), RATE);
