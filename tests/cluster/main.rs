@@ -58,7 +58,8 @@ async fn a_three_node_cluster_keeps_the_api_answering_through_node_loss_and_rest
     let keyspace = keyspace("cluster");
 
     let mut lake = PreparedLake::new(SESSIONS, 61);
-    let follower = Follower::spawn(&lake, &nodes, &keyspace, &state.path().join("serve.log"));
+    let serve_log = state.path().join("serve.log");
+    let follower = follow(&lake, &nodes, &keyspace, &serve_log);
     wait_until_served(&lake, &nodes, &keyspace).await;
     let api = ApiProcess::start(&lake.lake, &nodes, &keyspace, None);
     api.wait_ready().await;
@@ -127,7 +128,8 @@ async fn a_three_node_cluster_keeps_the_api_answering_through_node_loss_and_rest
         }),
     );
 
-    let log = follower.stop();
+    drop(follower);
+    let log = std::fs::read_to_string(&serve_log).unwrap();
     assert!(!log.contains("panicked"), "{log}");
     let api_log = api.stop();
     assert!(!api_log.contains("panicked"), "{api_log}");
@@ -194,51 +196,14 @@ async fn wait_until_served(lake: &PreparedLake, nodes: &str, keyspace: &str) {
     .await;
 }
 
-/// Rows in the two serving tables; `None` while they cannot be read (the
-/// keyspace is not created yet, or a read fails).
-async fn served_counts(session: &scylla::client::session::Session, keyspace: &str) -> Option<(u64, u64)> {
-    let mut counts = [0u64; 2];
-    for (slot, table) in counts.iter_mut().zip(["api_start_session_by_day", "api_completed_sessions"]) {
-        let result = session.query_unpaged(format!("SELECT COUNT(*) FROM {keyspace}.{table}"), ()).await.ok()?;
-        let (count,): (i64,) = result.into_rows_result().ok()?.single_row().ok()?;
-        *slot = count as u64;
-    }
-    Some((counts[0], counts[1]))
-}
-
-/// `serve --follow` into the cluster; killed when dropped.
-struct Follower {
-    child: Option<std::process::Child>,
-    log: std::path::PathBuf,
-}
-
-impl Follower {
-    fn spawn(lake: &PreparedLake, nodes: &str, keyspace: &str, log: &std::path::Path) -> Self {
-        let child = lake
-            .serve(nodes, keyspace, &["--follow", "--poll-seconds", "0.2", "--replication", REPLICATION])
-            .env("SESSIONLAKE_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child: Some(child), log: log.to_path_buf() }
-    }
-
-    /// Stops it and returns its log.
-    fn stop(mut self) -> String {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// `serve --follow` into the cluster, logging to `log`; killed when dropped.
+fn follow(lake: &PreparedLake, nodes: &str, keyspace: &str, log: &std::path::Path) -> KillOnDrop {
+    let child = lake
+        .serve(nodes, keyspace, &["--follow", "--poll-seconds", "0.2", "--replication", REPLICATION])
+        .env("SESSIONLAKE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
 }

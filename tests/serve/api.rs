@@ -166,8 +166,8 @@ async fn posted_events_reach_the_get_endpoints_within_5_seconds() {
 
     let api = ApiProcess::start(&lake.lake, &nodes, &keyspace, None);
     let followers = [
-        Background::spawn(sessionlake(&lake.lake, &["sessions", "--follow", "--poll-seconds", "0.2"]), "sessions"),
-        Background::spawn(lake.serve(&nodes, &keyspace, &["--follow", "--poll-seconds", "0.2"]), "serve"),
+        background(sessionlake(&lake.lake, &["sessions", "--follow", "--poll-seconds", "0.2"]), "sessions"),
+        background(lake.serve(&nodes, &keyspace, &["--follow", "--poll-seconds", "0.2"]), "serve"),
     ];
     api.wait_ready().await;
 
@@ -233,24 +233,14 @@ async fn the_api_starts_without_cassandra_and_says_503() {
     assert!(log.contains("retrying"), "the API says it retries: {log}");
 }
 
-/// A background command killed when the test ends.
-pub struct Background(std::process::Child);
-
-impl Background {
-    fn spawn(mut command: std::process::Command, what: &str) -> Self {
-        let child = command
-            .env("SESSIONLAKE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|error| panic!("{what} starts: {error}"));
-        Self(child)
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A background command, its log on the test's stderr; killed when the
+/// test ends.
+fn background(mut command: std::process::Command, what: &str) -> KillOnDrop {
+    let child = command
+        .env("SESSIONLAKE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|error| panic!("{what} starts: {error}"));
+    KillOnDrop(child)
 }

@@ -8,6 +8,8 @@
 mod api;
 /// `sessionlake run` and `sessionlake up`.
 mod run;
+/// Fixtures, shared with the torture and cluster tests (each uses a part).
+#[allow(dead_code)]
 mod support;
 
 use std::collections::HashSet;

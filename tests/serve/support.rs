@@ -243,6 +243,28 @@ pub async fn dump(session: &Session, keyspace: &str) -> ServingRows {
     }
 }
 
+/// Rows in the two serving tables of `keyspace`; `None` while they cannot
+/// be read (the keyspace is not created yet, or a read fails).
+pub async fn served_counts(session: &Session, keyspace: &str) -> Option<(u64, u64)> {
+    let mut counts = [0u64; 2];
+    for (slot, table) in counts.iter_mut().zip(["api_start_session_by_day", "api_completed_sessions"]) {
+        let result = session.query_unpaged(format!("SELECT COUNT(*) FROM {keyspace}.{table}"), ()).await.ok()?;
+        let (count,): (i64,) = result.into_rows_result().ok()?.single_row().ok()?;
+        *slot = count as u64;
+    }
+    Some((counts[0], counts[1]))
+}
+
+/// A child process (a follower) killed when dropped, however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `probe` until it returns true, failing after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut probe: F)
 where

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,16 +66,7 @@ impl Drop for OwnCassandra {
     }
 }
 
-/// Kills the follower when the test ends, however it ends.
-struct Follower(Child);
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// The serving tables' row counts, on a new session (the node restarts).
 async fn counts(nodes: &str, keyspace: &str) -> Option<(u64, u64)> {
     let session = scylla::client::session_builder::SessionBuilder::new()
         .known_node(nodes)
@@ -83,13 +74,7 @@ async fn counts(nodes: &str, keyspace: &str) -> Option<(u64, u64)> {
         .build()
         .await
         .ok()?;
-    let mut counts = [0u64; 2];
-    for (slot, table) in counts.iter_mut().zip(["api_start_session_by_day", "api_completed_sessions"]) {
-        let result = session.query_unpaged(format!("SELECT COUNT(*) FROM {keyspace}.{table}"), ()).await.ok()?;
-        let (count,): (i64,) = result.into_rows_result().ok()?.single_row().ok()?;
-        *slot = count as u64;
-    }
-    Some((counts[0], counts[1]))
+    served_counts(&session, keyspace).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,7 +87,7 @@ async fn nothing_is_lost_when_cassandra_stops_for_30_s_under_load() {
 
     let mut lake = PreparedLake::new(1_500, 31);
     let log = state.path().join("serve.log");
-    let follower = Follower(
+    let follower = KillOnDrop(
         lake.serve(&nodes, &keyspace, &["--follow", "--poll-seconds", "0.2"])
             .env("SESSIONLAKE_LOG", "warn")
             .stdout(Stdio::null())

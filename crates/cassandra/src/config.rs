@@ -13,7 +13,7 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
 use scylla::statement::Consistency;
 
-use crate::error::{CassandraError, Result};
+use crate::error::{CassandraError, Result, is_auth_unavailable};
 use crate::retry::retry_transient;
 
 /// How to reach the serving store.
@@ -180,7 +180,7 @@ pub fn parse_consistency(text: &str, for_reads: bool) -> std::result::Result<Con
 /// not check because too few replicas of `system_auth` are up ("Cannot
 /// achieve consistency level") is unavailability, not wrong credentials.
 fn is_login_failure(message: &str) -> bool {
-    if message.contains("Cannot achieve consistency level") {
+    if is_auth_unavailable(message) {
         return false;
     }
     let message = message.to_ascii_lowercase();

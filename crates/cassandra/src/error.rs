@@ -151,9 +151,9 @@ fn attempt_kind(attempt: &RequestAttemptError) -> ErrorKind {
 /// unreadable: the node checks a role's permissions by reading
 /// `system_auth`, at QUORUM for the default superuser, and says
 /// "Unable to perform authorization ...: Cannot achieve consistency level
-/// QUORUM" while too few replicas are up. That heals when they return; a
-/// real lack of permission does not.
-fn is_auth_unavailable(message: &str) -> bool {
+/// QUORUM" while too few replicas are up (a login says the same). That
+/// heals when they return; a real lack of permission does not.
+pub(crate) fn is_auth_unavailable(message: &str) -> bool {
     message.contains("Cannot achieve consistency level")
 }
 
