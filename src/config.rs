@@ -331,6 +331,11 @@ pub struct ApiOptions {
     /// Largest request body, in bytes (413 above).
     #[arg(long, env = "SESSIONLAKE_API_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,
+    /// Keep first pages of started sessions this many seconds and refresh
+    /// them in the background (answers may be that old; 0, the default,
+    /// reads Cassandra on every request).
+    #[arg(long, env = "SESSIONLAKE_API_STARTED_CACHE_SECONDS", default_value = "0", value_parser = seconds)]
+    pub started_cache_seconds: Duration,
     /// After this many live commits of posted events, compact the event
     /// dates they touched (in the background; 0 never compacts).
     #[arg(long, env = "SESSIONLAKE_API_COMPACT_AFTER_COMMITS", default_value_t = 64)]

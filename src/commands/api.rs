@@ -134,6 +134,7 @@ impl ApiOptions {
             api_keys: self.api_keys()?,
             request_timeout: self.request_timeout_seconds.max(Duration::from_millis(100)),
             max_body_bytes: self.max_body_bytes,
+            started_cache_max_age: self.started_cache_seconds,
         })
     }
 

@@ -17,6 +17,7 @@
 //! too slow to send a request's head.
 
 pub mod auth;
+pub mod cache;
 pub mod connect;
 pub mod error;
 pub mod metrics;

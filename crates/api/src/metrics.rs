@@ -27,6 +27,9 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// 1 once Cassandra is connected and the reads are prepared.
     pub cassandra_connected: IntGauge,
+    /// First pages of started sessions answered by the micro-cache: hits,
+    /// misses and background refreshes.
+    pub started_cache: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -69,6 +72,14 @@ impl Metrics {
         .expect("valid metric");
         let cassandra_connected =
             IntGauge::new("sessionlake_cassandra_connected", "1 once Cassandra is connected").expect("valid metric");
+        let started_cache = IntCounterVec::new(
+            Opts::new(
+                "sessionlake_started_cache_total",
+                "first pages of started sessions by cache outcome (hit, miss, refresh)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -76,10 +87,20 @@ impl Metrics {
             Box::new(events_rejected.clone()),
             Box::new(commit_seconds.clone()),
             Box::new(cassandra_connected.clone()),
+            Box::new(started_cache.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Self { registry, requests, latency, events_accepted, events_rejected, commit_seconds, cassandra_connected }
+        Self {
+            registry,
+            requests,
+            latency,
+            events_accepted,
+            events_rejected,
+            commit_seconds,
+            cassandra_connected,
+            started_cache,
+        }
     }
 
     /// Everything, in the Prometheus text format.

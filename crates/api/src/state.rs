@@ -7,6 +7,7 @@ use std::time::Duration;
 use sessionlake_model::clock::Clock;
 
 use crate::auth::ApiKeys;
+use crate::cache::StartedCache;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::paging::TokenSigner;
@@ -25,6 +26,9 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Oldest a cached first page of started sessions may be (zero: no
+    /// cache; see [`crate::cache`]).
+    pub started_cache_max_age: Duration,
 }
 
 impl Default for ApiSettings {
@@ -35,6 +39,7 @@ impl Default for ApiSettings {
             token_signer: TokenSigner::random(),
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            started_cache_max_age: Duration::ZERO,
         }
     }
 }
@@ -50,12 +55,15 @@ struct Inner {
     store: OnceLock<SharedStore>,
     events: SharedSink,
     metrics: Metrics,
+    started_cache: Option<StartedCache>,
 }
 
 impl AppState {
     /// State with no store yet ([`AppState::set_store`] once connected).
     pub fn new(settings: ApiSettings, events: SharedSink) -> Self {
-        Self { inner: Arc::new(Inner { settings, store: OnceLock::new(), events, metrics: Metrics::new() }) }
+        let metrics = Metrics::new();
+        let started_cache = StartedCache::new(settings.started_cache_max_age, metrics.started_cache.clone());
+        Self { inner: Arc::new(Inner { settings, store: OnceLock::new(), events, metrics, started_cache }) }
     }
 
     /// Installs the store (the first call wins); data routes answer 503 until then.
@@ -88,6 +96,11 @@ impl AppState {
     /// The page-token signer.
     pub fn tokens(&self) -> &TokenSigner {
         &self.inner.settings.token_signer
+    }
+
+    /// The micro-cache of first pages of started sessions, if enabled.
+    pub fn started_cache(&self) -> Option<&StartedCache> {
+        self.inner.started_cache.as_ref()
     }
 
     /// The metrics.

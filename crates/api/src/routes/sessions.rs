@@ -1,14 +1,18 @@
 //! The reference's two read endpoints, with paging.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use sessionlake_cassandra::read::{COMPLETED_LIMIT, Cursor, Page, SessionItem, StartedWindow};
 use sessionlake_model::time::format_ts_micros;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::cache::StartedKey;
 use crate::error::{ApiError, Detail};
 use crate::paging::PagePosition;
 use crate::state::AppState;
@@ -109,6 +113,9 @@ pub async fn completed_sessions(
 }
 
 /// Sessions started in a country in the last `hours` hours of the service clock, newest first.
+///
+/// With the micro-cache on (`--started-cache-seconds`), a first page may be
+/// up to that old; its next-page token keeps its window.
 #[utoipa::path(
     get,
     path = "/models/started_sessions/{country}/{hours}",
@@ -132,14 +139,51 @@ pub async fn started_sessions(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<PageParams>, QueryRejection>,
-) -> Result<Json<SessionsPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path((country, hours)) = path?;
     let Query(params) = query?;
     let country = valid_country(&country)?;
     let hours = valid_hours(&hours)?;
     let page_size = params.page_size(MAX_STARTED_PAGE)?;
-    let scope = format!("started/{country}/{hours}");
-    let position = params.page_token.as_deref().map(|token| state.tokens().verify(&scope, token)).transpose()?;
+    let position = match params.page_token.as_deref() {
+        Some(token) => Some(state.tokens().verify(&started_scope(&country, hours), token)?),
+        None => None,
+    };
+    match (position, state.started_cache().cloned()) {
+        (None, Some(cache)) => {
+            let key = StartedKey { country: country.clone(), hours, page_size };
+            let read = move || {
+                let (state, country) = (state.clone(), country.clone());
+                async move {
+                    let page = read_started(&state, country, hours, page_size, None).await?;
+                    serde_json::to_vec(&page).map(Bytes::from).map_err(|error| {
+                        tracing::error!(%error, "serializing a page");
+                        ApiError::internal()
+                    })
+                }
+            };
+            let body = cache.get(key, read).await?;
+            Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+        }
+        (position, _) => Ok(Json(read_started(&state, country, hours, page_size, position).await?).into_response()),
+    }
+}
+
+/// The scope page tokens of a started-sessions query are signed for.
+fn started_scope(country: &str, hours: u32) -> String {
+    format!("started/{country}/{hours}")
+}
+
+/// A page of started sessions: the first (window ending at the clock now)
+/// or the one after `position` (in the first page's window).
+async fn read_started(
+    state: &AppState,
+    country: String,
+    hours: u32,
+    page_size: usize,
+    position: Option<PagePosition>,
+) -> Result<SessionsPage, ApiError> {
+    let scope = started_scope(&country, hours);
     // Later pages keep the first page's window, whatever the clock says now.
     let anchor_ms = position.as_ref().map_or_else(|| state.settings().clock.now().timestamp_millis(), |p| p.anchor_ms);
     let window = StartedWindow::last_hours(country, anchor_ms, hours);
@@ -148,7 +192,7 @@ pub async fn started_sessions(
         .started(window, position.map(|position| position.cursor), page_size)
         .await
         .map_err(ApiError::from)?;
-    Ok(Json(page_out(&state, &scope, anchor_ms, page)))
+    Ok(page_out(state, &scope, anchor_ms, page))
 }
 
 fn page_out(state: &AppState, scope: &str, anchor_ms: i64, page: Page) -> SessionsPage {

@@ -194,6 +194,40 @@ async fn paging_walks_every_row_exactly_once() {
 }
 
 #[tokio::test]
+async fn the_started_cache_answers_the_same_pages_and_counts_its_hits() {
+    let (plain, _) = app();
+    let sink = std::sync::Arc::new(FakeSink::default());
+    let settings = sessionlake_api::ApiSettings {
+        clock: sessionlake_model::Clock::fixed(chrono::DateTime::from_timestamp_millis(NOW_MS).unwrap()),
+        token_signer: sessionlake_api::TokenSigner::new(*b"test secret"),
+        started_cache_max_age: std::time::Duration::from_secs(60),
+        ..sessionlake_api::ApiSettings::default()
+    };
+    let state = sessionlake_api::AppState::new(settings, sink);
+    state.set_store(std::sync::Arc::new(fixture_store()));
+    let cached = sessionlake_api::router(state);
+    for uri in
+        ["/models/started_sessions/IT/24", "/models/started_sessions/it/3?page_size=7", "/models/started_sessions/FR/2"]
+    {
+        let expected = get(&plain, uri).await;
+        for _ in 0..3 {
+            let answer = get(&cached, uri).await;
+            assert_eq!(answer.status, StatusCode::OK, "{uri}");
+            assert_eq!(answer.content_type.as_deref(), Some("application/json"), "{uri}");
+            assert_eq!(answer.json(), expected.json(), "{uri}");
+        }
+    }
+    // Later pages (read, never cached) follow the cached first page's token.
+    assert_eq!(
+        walk(&cached, "/models/started_sessions/IT/24", 10).await,
+        walk(&plain, "/models/started_sessions/IT/24", 10).await
+    );
+    let metrics = get(&cached, "/metrics").await.text();
+    assert!(metrics.contains("sessionlake_started_cache_total{outcome=\"miss\"} 4"), "{metrics}");
+    assert!(metrics.contains("sessionlake_started_cache_total{outcome=\"hit\"} 6"), "{metrics}");
+}
+
+#[tokio::test]
 async fn a_forged_or_foreign_page_token_is_a_400() {
     let (router, _) = app();
     let first = get(&router, "/models/started_sessions/IT/24?page_size=5").await.json();
