@@ -16,6 +16,27 @@ pub enum LakeError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An object of the lake (on local disk or an object store) could not
+    /// be read or written.
+    #[error("{action} {location}: {source}")]
+    Store {
+        /// What was being done ("reading", "creating", …).
+        action: &'static str,
+        /// The object's location under the lake root.
+        location: String,
+        /// The underlying error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// A lease ran out (or was taken over) before its work was done: the
+    /// work was stopped before it could commit.
+    #[error("lease {lease} lost: {why}")]
+    LeaseLost {
+        /// The lease.
+        lease: String,
+        /// Why.
+        why: String,
+    },
     /// Downloading a source failed.
     #[error("downloading {url}: {message}")]
     Download {
@@ -88,6 +109,14 @@ impl LakeError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LakeError {
         let path = path.into();
         move |source| LakeError::Io { action, path, source }
+    }
+
+    pub(crate) fn store(
+        action: &'static str,
+        location: &object_store::path::Path,
+    ) -> impl FnOnce(object_store::Error) -> LakeError {
+        let location = location.to_string();
+        move |source| LakeError::Store { action, location, source: Box::new(source) }
     }
 
     pub(crate) fn delta(table: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {

@@ -1,8 +1,11 @@
 //! Where the zones live under the lake root, and opening their tables.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use deltalake::{DeltaTable, DeltaTableError};
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
 use sessionlake_model::tables;
 
 use crate::error::{LakeError, Result};
@@ -33,6 +36,18 @@ impl Lake {
     /// The folder of a table.
     pub fn table_dir(&self, spec: &TableSpec) -> PathBuf {
         self.root.join(spec.dir)
+    }
+
+    /// The lake as an object store, rooted at the lake root (created if
+    /// missing): locations are relative to the root (`raw/…/r_session_events`).
+    pub fn store(&self) -> Result<Arc<dyn ObjectStore>> {
+        std::fs::create_dir_all(&self.root).map_err(LakeError::io("creating", &self.root))?;
+        let store = LocalFileSystem::new_with_prefix(&self.root).map_err(|error| LakeError::Store {
+            action: "opening",
+            location: self.root.display().to_string(),
+            source: Box::new(error),
+        })?;
+        Ok(Arc::new(store))
     }
 
     /// Opens a table, creating it (empty, with its schema, partitioning and

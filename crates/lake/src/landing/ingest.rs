@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 use super::manifest::{Manifest, ManifestEntry};
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
-use crate::lease::process_is_gone;
 use crate::progress;
 
 /// Where the bytes come from.
@@ -171,6 +170,16 @@ fn remove_orphans(dir: &Path) {
             tracing::warn!(file = %name, "removed the temp file of an ingest that died");
         }
     }
+}
+
+/// Whether the process `pid` no longer runs. Without `/proc` to ask, a
+/// file last touched (`modified`) more than a day ago counts as left by a
+/// process that is gone.
+fn process_is_gone(pid: &str, modified: Option<std::time::SystemTime>) -> bool {
+    if Path::new("/proc/self").exists() {
+        return !Path::new("/proc").join(pid.trim()).exists();
+    }
+    modified.and_then(|time| time.elapsed().ok()).is_some_and(|age| age.as_secs() > 86_400)
 }
 
 fn nanos() -> u128 {

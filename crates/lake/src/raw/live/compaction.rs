@@ -14,11 +14,12 @@
 //! delta-rs 1.1 lets two `dataChange = false` removes of one file pass its
 //! conflict check on purpose (and OPTIMIZE drops the application
 //! transactions that would otherwise make them conflict), so one process at
-//! a time compacts the raw table: it holds a lease file in the table's
-//! folder (`_sessionlake_compaction.lease`; Delta readers ignore `_` files).
-//! The others leave their dates for their next compaction. The lease works
-//! for a lake on a shared local or network file system, not on an object
-//! store.
+//! a time compacts the raw table: it holds the table's compaction
+//! [`Lease`] (records under `_sessionlake_leases/compaction/` in the
+//! table's folder; Delta readers ignore `_` folders), which works on local
+//! disk and object stores alike, and fences the OPTIMIZE with it: a holder
+//! that loses the lease stops before it commits. The others leave their
+//! dates for their next compaction.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroU64;
@@ -34,12 +35,12 @@ use tracing::{info, warn};
 use super::stats::Counters;
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
-use crate::lease::Lease;
+use crate::lease::{Lease, LeaseSettings};
 use crate::raw::back_off_after_conflict;
 use crate::schema::RAW;
 
-/// The lease file of the raw table's compaction, in the table's folder.
-const LEASE_FILE: &str = "_sessionlake_compaction.lease";
+/// The folder of the raw table's compaction lease, in the table's folder.
+const LEASE_FOLDER: &str = "_sessionlake_leases/compaction";
 
 /// How a compaction ended.
 pub(super) struct CompactionOutcome {
@@ -101,24 +102,34 @@ pub async fn optimize_dates(
     target_size: u64,
     max_conflict_retries: u32,
 ) -> Result<Option<(Metrics, u32)>> {
-    let Some(_lease) = Lease::try_take(&lake.table_dir(&RAW).join(LEASE_FILE))? else {
+    let folder = object_store::path::Path::from(format!("{}/{LEASE_FOLDER}", RAW.dir));
+    let Some(lease) = Lease::try_take(lake.store()?, folder, LeaseSettings::default()).await? else {
         return Ok(None);
     };
     let date_texts: Vec<String> = dates.iter().map(|&day| date_of_day(day).to_string()).collect();
     let filters =
         [(columns::EVENT_DATE, FilterOp::In, FilterValue::Set(date_texts.iter().map(String::as_str).collect()))];
     let target_size = NonZeroU64::new(target_size).unwrap_or(NonZeroU64::MIN);
-    let mut conflicts_retried = 0;
-    loop {
-        let table = lake.open(&RAW).await?.ok_or_else(|| LakeError::Unexpected {
-            table: RAW.name,
-            message: "the table to compact does not exist".to_string(),
-        })?;
-        match table.optimize().with_filters(&filters).with_target_size(target_size).await {
-            Ok((_, metrics)) => return Ok(Some((metrics, conflicts_retried))),
-            Err(error) => back_off_after_conflict(error, &mut conflicts_retried, max_conflict_retries, "a compaction")
-                .await
-                .map_err(LakeError::delta(RAW.name))?,
+    let optimize = async {
+        let mut conflicts_retried = 0;
+        loop {
+            let table = lake.open(&RAW).await?.ok_or_else(|| LakeError::Unexpected {
+                table: RAW.name,
+                message: "the table to compact does not exist".to_string(),
+            })?;
+            match table.optimize().with_filters(&filters).with_target_size(target_size).await {
+                Ok((_, metrics)) => return Ok(Some((metrics, conflicts_retried))),
+                Err(error) => {
+                    back_off_after_conflict(error, &mut conflicts_retried, max_conflict_retries, "a compaction")
+                        .await
+                        .map_err(LakeError::delta(RAW.name))?;
+                }
+            }
         }
+    };
+    let outcome = lease.fence(optimize).await;
+    if let Err(error) = lease.release().await {
+        warn!(%error, "releasing the compaction lease failed; it expires by itself");
     }
+    outcome?
 }
