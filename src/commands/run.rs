@@ -96,7 +96,7 @@ pub async fn pipeline(global: &GlobalArgs, args: &RunArgs) -> Result<RunSummary>
         .run_with_idle_timeout(args.download.idle_timeout)
         .await
         .with_context(|| format!("while landing {source}"))?;
-    let files = Manifest::in_dir(&lake.landing_dir()).entries()?.len() as u64;
+    let files = Manifest::of(&lake)?.entries().await?.len() as u64;
     let landing = LandingSummary {
         file: landed.path.display().to_string(),
         size: landed.entry.size,

@@ -44,7 +44,7 @@ impl Snapshot {
                 entries
                     .map(|entry| entry.unwrap())
                     .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.metadata().unwrap().len()))
-                    .filter(|(name, _)| name != "_manifest.jsonl")
+                    .filter(|(name, _)| name != "_manifest.jsonl" && name != "_manifest")
                     .collect()
             })
             .unwrap_or_default();

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use sessionlake_model::crash;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{Manifest, ManifestEntry};
+use super::manifest::{Manifest, ManifestEntry, Recorded};
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use crate::progress;
@@ -227,18 +227,17 @@ impl Ingest {
                 blocking(move || copy(&path, incoming, show_progress)).await?
             }
         };
-        let ingest = self.clone();
-        blocking(move || ingest.settle(&dir, received, guard, started)).await
+        self.settle(dir, received, guard, started).await
     }
 
-    /// Checks the received bytes and lands them under a free name, unless
-    /// the same bytes landed before; `guard` removes the temp file unless it
-    /// became the landed file.
-    fn settle(
+    /// Checks the received bytes, places them under a free name and records
+    /// them in the manifest, unless the same bytes landed before. `guard`
+    /// removes the temp file in every case.
+    async fn settle(
         &self,
-        dir: &Path,
+        dir: PathBuf,
         received: Received,
-        mut guard: RemoveOnDrop,
+        guard: RemoveOnDrop,
         started: Instant,
     ) -> Result<LandingReport> {
         let Received { temp_path, sha256, size, head } = received;
@@ -248,54 +247,43 @@ impl Ingest {
                 magic: String::from_utf8_lossy(&head).into_owned(),
             });
         }
-
-        let manifest = Manifest::in_dir(dir);
-        let entries = manifest.entries()?;
-        if let Some(entry) = entries.iter().find(|entry| entry.sha256 == sha256) {
-            return Ok(LandingReport {
-                path: dir.join(&entry.file),
-                entry: entry.clone(),
-                already_landed: true,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
-
-        let file_name = self.free_name(dir, &sha256, &entries)?;
-        let final_path = dir.join(&file_name);
-        crash::point(crash::INGEST_BEFORE_RENAME);
-        if !final_path.exists() {
-            std::fs::rename(&temp_path, &final_path).map_err(LakeError::io("renaming into", &final_path))?;
-            sync_dir(dir)?;
-        }
-        guard.0 = (temp_path != final_path && temp_path.exists()).then_some(temp_path);
-        let entry = ManifestEntry {
-            file: file_name,
-            sha256,
-            size,
-            source: self.source.display(),
-            landed_at: chrono::Utc::now(),
+        let manifest = Manifest::of(&self.lake)?;
+        let entries = manifest.entries().await?;
+        let report = |entry: &ManifestEntry, already_landed| LandingReport {
+            path: dir.join(&entry.file),
+            entry: entry.clone(),
+            already_landed,
+            seconds: started.elapsed().as_secs_f64(),
         };
-        crash::point(crash::INGEST_BEFORE_MANIFEST);
-        manifest.append(&entry)?;
-        Ok(LandingReport { path: final_path, entry, already_landed: false, seconds: started.elapsed().as_secs_f64() })
-    }
-
-    /// The source's own name when free, or when it already holds these very
-    /// bytes (a crash after the rename); otherwise a name with a hash suffix.
-    fn free_name(&self, dir: &Path, sha256: &str, entries: &[ManifestEntry]) -> Result<String> {
-        let name = self.source.file_name();
-        let candidates = [name.clone(), with_hash_suffix(&name, sha256)];
-        for candidate in candidates {
-            let path = dir.join(&candidate);
-            let recorded = entries.iter().any(|entry| entry.file == candidate);
-            if recorded {
-                continue;
-            }
-            if !path.exists() || sha256_of_file(&path)? == sha256 {
-                return Ok(candidate);
-            }
+        if let Some(entry) = entries.iter().find(|entry| entry.sha256 == sha256) {
+            return Ok(report(entry, true));
         }
-        Ok(with_hash_suffix(&name, &format!("{sha256}-{}", nanos())))
+        let taken: Vec<String> = entries.into_iter().map(|entry| entry.file).collect();
+        let name = self.source.file_name();
+        let placed = blocking({
+            let (dir, sha256) = (dir.clone(), sha256.clone());
+            move || {
+                let placed = place(&dir, &temp_path, &name, &sha256, &taken);
+                drop(guard);
+                placed
+            }
+        })
+        .await?;
+        let entry =
+            ManifestEntry { file: placed, sha256, size, source: self.source.display(), landed_at: chrono::Utc::now() };
+        crash::point(crash::INGEST_BEFORE_MANIFEST);
+        match manifest.record(&entry).await? {
+            Recorded::Created => Ok(report(&entry, false)),
+            // A concurrent ingest of the same bytes recorded them first.
+            Recorded::Existing(existing) if existing.sha256 == entry.sha256 => Ok(report(&existing, true)),
+            Recorded::Existing(existing) => Err(LakeError::Unexpected {
+                table: "landing",
+                message: format!(
+                    "{} is recorded with sha256 {} but holds {} (the landing zone was changed by hand?)",
+                    existing.file, existing.sha256, entry.sha256
+                ),
+            }),
+        }
     }
 
     /// Downloads `url` into `incoming`: the network here, the writing and
@@ -385,6 +373,37 @@ fn copy(path: &Path, mut incoming: Incoming, show_progress: bool) -> Result<Rece
     incoming.finish()
 }
 
+/// Places the temp file's bytes under the first free candidate name
+/// (`name`, then `name` with a hash suffix) without ever replacing a file:
+/// a hard link fails when the name exists, atomically, so of two ingests
+/// racing for one name exactly one gets it. A name already holding these
+/// very bytes (a crash before the manifest, or a concurrent ingest of the
+/// same bytes) is used as it is. `taken` are the names in the manifest.
+fn place(dir: &Path, temp_path: &Path, name: &str, sha256: &str, taken: &[String]) -> Result<String> {
+    let candidates =
+        [name.to_string(), with_hash_suffix(name, sha256), with_hash_suffix(name, &format!("{sha256}-{}", nanos()))];
+    for candidate in candidates {
+        if taken.contains(&candidate) {
+            continue;
+        }
+        let path = dir.join(&candidate);
+        crash::point(crash::INGEST_BEFORE_RENAME);
+        match std::fs::hard_link(temp_path, &path) {
+            Ok(()) => {
+                sync_dir(dir)?;
+                return Ok(candidate);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                if sha256_of_file(&path)? == sha256 {
+                    return Ok(candidate);
+                }
+            }
+            Err(error) => return Err(LakeError::io("linking into", &path)(error)),
+        }
+    }
+    Err(LakeError::Unexpected { table: "landing", message: format!("no free name for {name} in {}", dir.display()) })
+}
+
 fn with_hash_suffix(name: &str, sha256: &str) -> String {
     let short = &sha256[..sha256.len().min(12)];
     match name.split_once('.') {
@@ -393,7 +412,8 @@ fn with_hash_suffix(name: &str, sha256: &str) -> String {
     }
 }
 
-fn sha256_of_file(path: &Path) -> Result<String> {
+/// The hex SHA-256 of the file at `path` (blocking).
+pub(crate) fn sha256_of_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(LakeError::io("opening", path))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(LakeError::io("reading", path))?;

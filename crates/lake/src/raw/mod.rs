@@ -121,7 +121,7 @@ impl RawStage {
     pub async fn run(&self) -> Result<RawReport> {
         let started = Instant::now();
         let mut report = RawReport::default();
-        let entries = Manifest::in_dir(&self.lake.landing_dir()).entries()?;
+        let entries = Manifest::of(&self.lake)?.entries().await?;
         let mut raw_table = self.lake.open_or_create(&RAW).await?;
         let mut rejected_table = self.lake.open_or_create(&REJECTED).await?;
         let mut quarantined = Vec::new();
@@ -175,7 +175,17 @@ impl RawStage {
         let bar = progress::bytes_bar(Some(entry.size), "raw read", self.show_progress);
         let reader_bar = bar.clone();
         let owned_path = path.to_path_buf();
+        let expected_sha256 = entry.sha256.clone();
         let parsed = tokio::task::spawn_blocking(move || {
+            // The manifest's hash is what was received: bytes changed since
+            // (by hand, a bad disk, a partial copy) are not trusted.
+            let found = crate::landing::sha256_of_file(&owned_path)?;
+            if found != expected_sha256 {
+                return Err(LakeError::Corrupt {
+                    path: owned_path,
+                    message: format!("its sha256 is {found}, not {expected_sha256} as when it landed"),
+                });
+            }
             read::read_landed_file(&owned_path, move |n| reader_bar.set_position(n))
         })
         .await

@@ -90,7 +90,7 @@ impl Quarantine {
     pub async fn list(&self) -> Result<Vec<QuarantinedFile>> {
         let Some(raw_table) = self.lake.open(&RAW).await? else { return Ok(Vec::new()) };
         let mut quarantined = Vec::new();
-        for entry in Manifest::in_dir(&self.lake.landing_dir()).entries()? {
+        for entry in Manifest::of(&self.lake)?.entries().await? {
             if is_quarantined_now(&raw_table, &entry).await? {
                 quarantined.push(entry);
             }
@@ -123,7 +123,7 @@ impl Quarantine {
         wanted: &str,
         markers: impl Fn(&ManifestEntry, i64) -> Vec<(String, i64)>,
     ) -> Result<QuarantineChange> {
-        let entries = Manifest::in_dir(&self.lake.landing_dir()).entries()?;
+        let entries = Manifest::of(&self.lake)?.entries().await?;
         let Some(entry) = entries.into_iter().find(|entry| names(entry, wanted)) else {
             return Ok(QuarantineChange::NotLanded);
         };

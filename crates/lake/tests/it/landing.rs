@@ -25,7 +25,7 @@ fn landed_files(lake: &Lake) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(lake.landing_dir())
         .map(|entries| entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default();
-    names.retain(|name| name != "_manifest.jsonl");
+    names.retain(|name| name != "_manifest.jsonl" && name != "_manifest");
     names.sort();
     names
 }
@@ -107,7 +107,7 @@ async fn download_lands_the_exact_bytes_once() {
     let third = land(&lake, Source::File(file.clone())).await.unwrap();
     assert!(third.already_landed);
     assert_eq!(landed_files(&lake), vec!["data.jsonl.bz2"]);
-    assert_eq!(Manifest::in_dir(&lake.landing_dir()).entries().unwrap().len(), 1);
+    assert_eq!(Manifest::of(&lake).unwrap().entries().await.unwrap().len(), 1);
 
     // Other bytes under the same name land beside it.
     let (other, _) = generated(dir.path(), 200, 2, 0.0);
@@ -117,6 +117,97 @@ async fn download_lands_the_exact_bytes_once() {
     assert!(!fourth.already_landed);
     assert_ne!(fourth.entry.file, "data.jsonl.bz2");
     assert_eq!(landed_files(&lake).len(), 2);
+}
+
+/// Two ingests of different bytes under one name at the same moment (two
+/// processes; here two tasks on two threads): both land, each manifest
+/// entry names a file holding exactly its bytes, nothing is lost. Before
+/// conditional placement, the loser skipped its rename and recorded its
+/// hash against the winner's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_ingests_of_different_bytes_under_one_name_both_land() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..6u64 {
+        let lake = Lake::new(dir.path().join(format!("lake-{round}")));
+        let sources: Vec<_> = (0..2u64)
+            .map(|n| {
+                let (file, _) = generated(dir.path(), 150, 100 + round * 2 + n, 0.0);
+                let folder = dir.path().join(format!("source-{round}-{n}"));
+                std::fs::create_dir_all(&folder).unwrap();
+                let named = folder.join("events.jsonl.bz2");
+                std::fs::rename(&file, &named).unwrap();
+                named
+            })
+            .collect();
+        let racers: Vec<_> = sources
+            .iter()
+            .map(|source| {
+                let (lake, source) = (lake.clone(), source.clone());
+                tokio::spawn(async move { land(&lake, Source::File(source)).await.unwrap() })
+            })
+            .collect();
+        let mut reports = Vec::new();
+        for racer in racers {
+            reports.push(racer.await.unwrap());
+        }
+        assert!(reports.iter().all(|report| !report.already_landed), "round {round}");
+        assert_ne!(reports[0].entry.file, reports[1].entry.file, "round {round}");
+        let entries = Manifest::of(&lake).unwrap().entries().await.unwrap();
+        assert_eq!(entries.len(), 2, "round {round}");
+        for (report, source) in reports.iter().zip(&sources) {
+            assert_eq!(
+                bytes_of(&report.path),
+                bytes_of(source),
+                "round {round}: {} holds its own bytes",
+                report.entry.file
+            );
+            assert!(entries.contains(&report.entry), "round {round}");
+        }
+        assert_eq!(landed_files(&lake).len(), 2, "round {round}: no temp file left");
+    }
+}
+
+/// The same bytes landed by two ingests at once: one entry, one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_ingests_of_the_same_bytes_land_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = generated(dir.path(), 150, 7, 0.0);
+    for round in 0..6 {
+        let lake = Lake::new(dir.path().join(format!("lake-{round}")));
+        let (a, b) = tokio::join!(
+            tokio::spawn({
+                let (lake, file) = (lake.clone(), file.clone());
+                async move { land(&lake, Source::File(file)).await.unwrap() }
+            }),
+            tokio::spawn({
+                let (lake, file) = (lake.clone(), file.clone());
+                async move { land(&lake, Source::File(file)).await.unwrap() }
+            }),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.entry.file, b.entry.file, "round {round}");
+        assert_eq!(Manifest::of(&lake).unwrap().entries().await.unwrap().len(), 1, "round {round}");
+        assert_eq!(landed_files(&lake), vec![a.entry.file.clone()], "round {round}");
+    }
+}
+
+/// Lakes from before the per-file manifest objects keep their history:
+/// `_manifest.jsonl` is read, and its files are not landed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_manifest_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path().join("lake"));
+    let (file, _) = generated(dir.path(), 100, 9, 0.0);
+    let first = land(&lake, Source::File(file.clone())).await.unwrap();
+    // Rewrite the lake as the old layout had it.
+    let manifest_dir = lake.landing_dir().join("_manifest");
+    std::fs::remove_dir_all(&manifest_dir).unwrap();
+    let line = serde_json::to_string(&first.entry).unwrap();
+    std::fs::write(lake.landing_dir().join("_manifest.jsonl"), format!("{line}\n")).unwrap();
+    assert_eq!(Manifest::of(&lake).unwrap().entries().await.unwrap(), vec![first.entry.clone()]);
+    let again = land(&lake, Source::File(file)).await.unwrap();
+    assert!(again.already_landed);
+    assert_eq!(again.entry, first.entry);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +240,7 @@ async fn download_errors_are_one_line_and_leave_nothing() {
         assert!(!error.to_string().contains('\n'), "one line: {error}");
     }
     assert_eq!(landed_files(&lake), Vec::<String>::new(), "no partial file");
-    assert!(Manifest::in_dir(&lake.landing_dir()).entries().unwrap().is_empty());
+    assert!(Manifest::of(&lake).unwrap().entries().await.unwrap().is_empty());
 }
 
 /// Found by the crash suite: an ingest killed after writing its temp file
@@ -200,7 +291,7 @@ async fn a_stalled_download_fails_within_the_idle_timeout() {
         assert!(elapsed >= idle_timeout && elapsed < Duration::from_secs(10), "failed after {elapsed:?}");
     }
     assert_eq!(landed_files(&lake), Vec::<String>::new(), "no partial file");
-    assert!(Manifest::in_dir(&lake.landing_dir()).entries().unwrap().is_empty());
+    assert!(Manifest::of(&lake).unwrap().entries().await.unwrap().is_empty());
 }
 
 /// Found in review: ingest copied, hashed and fsynced multi-GB files on the

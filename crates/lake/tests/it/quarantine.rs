@@ -21,8 +21,8 @@ fn truncated_copy(dir: &Path, source: &Path, name: &str) -> PathBuf {
     path
 }
 
-fn landed(lake: &Lake, file: &str) -> ManifestEntry {
-    let entries = Manifest::in_dir(&lake.landing_dir()).entries().unwrap();
+async fn landed(lake: &Lake, file: &str) -> ManifestEntry {
+    let entries = Manifest::of(&lake).unwrap().entries().await.unwrap();
     entries.into_iter().find(|entry| entry.file == file).unwrap_or_else(|| panic!("{file} is landed"))
 }
 
@@ -63,7 +63,7 @@ async fn a_corrupt_file_is_quarantined_listed_retried_and_dropped_while_the_othe
     for file in [&first, &corrupt, &last] {
         ingest(&lake, file).await;
     }
-    let corrupt_entry = landed(&lake, "corrupt.jsonl.bz2");
+    let corrupt_entry = landed(&lake, "corrupt.jsonl.bz2").await;
 
     // The run succeeds: the good files are processed in full, the corrupt
     // one is quarantined with the decoder's complaint.
@@ -147,6 +147,26 @@ async fn a_corrupt_file_is_quarantined_listed_retried_and_dropped_while_the_othe
     assert_eq!(quarantine(&lake).drop_file("nowhere.jsonl.bz2").await.unwrap(), QuarantineChange::NotLanded);
 }
 
+/// A landed file whose bytes changed after landing, even into another valid
+/// file, is not trusted: raw checks the manifest's sha256 first and
+/// quarantines it, writing no row of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landed_file_with_other_bytes_than_it_landed_with_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = generated(dir.path(), 300, 65, 0.0);
+    let (other, _) = generated(dir.path(), 300, 66, 0.0);
+    let lake = Lake::new(dir.path().join("lake"));
+    ingest(&lake, &file).await;
+    let entry = landed(&lake, &file.file_name().unwrap().to_string_lossy()).await;
+    std::fs::copy(&other, lake.landing_dir().join(&entry.file)).unwrap();
+
+    let report = raw(&lake, false).await;
+    assert_eq!(activity(&report), [0, 0, 1, 0, 0, 0], "{report:?}");
+    let [quarantined] = report.quarantined.as_slice() else { panic!("one quarantined file: {report:?}") };
+    assert!(quarantined.reason.contains(&format!("not {} as when it landed", entry.sha256)), "{quarantined:?}");
+    assert_eq!(count(&lake, "SELECT COUNT(*) FROM r_session_events").await, 0);
+}
+
 /// The case `retry` is for: a landed file damaged on disk after landing
 /// (bit rot, a bad copy) and then restored. Once retried, it is read in
 /// full — its rejected lines too, whose marker the quarantine did not use.
@@ -156,7 +176,7 @@ async fn a_retried_file_that_decompresses_now_is_processed_in_full() {
     let (file, truth) = generated(dir.path(), 400, 64, 0.03);
     let lake = Lake::new(dir.path().join("lake"));
     ingest(&lake, &file).await;
-    let entry = landed(&lake, &file.file_name().unwrap().to_string_lossy());
+    let entry = landed(&lake, &file.file_name().unwrap().to_string_lossy()).await;
     let landed_path = lake.landing_dir().join(&entry.file);
     let good_bytes = std::fs::read(&landed_path).unwrap();
     std::fs::write(&landed_path, &good_bytes[..good_bytes.len() / 3]).unwrap();
