@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use sessionlake_cassandra::Consistency;
+use sessionlake_lake::Lake;
 
 /// The URL of the real data file (DATA.md).
 pub const DEFAULT_SOURCE: &str = "https://cdn.unityads.unity3d.com/assignments/assignment_data.jsonl.bz2";
@@ -28,9 +29,12 @@ pub struct Config {
 /// Settings shared by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Root directory of the lake (zones and tables live under it).
-    #[arg(long, global = true, env = "SESSIONLAKE_LAKE", default_value = "./data_lake")]
-    pub lake: PathBuf,
+    /// Root of the lake (zones and tables live under it): a folder, or
+    /// `s3://bucket/prefix` (endpoint and credentials from the standard
+    /// `AWS_*` variables, e.g. AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP).
+    #[arg(long, global = true, env = "SESSIONLAKE_LAKE", default_value = "./data_lake", value_parser = lake_location)]
+    pub lake: Lake,
     /// Debug mode: the raw stage merges only event dates 5 to 7 of each file.
     #[arg(long, global = true, env = "SESSIONLAKE_DEBUG", default_value_t = false)]
     pub debug: bool,
@@ -432,6 +436,10 @@ pub enum SqlFormat {
 /// Parses a number of seconds (fractions allowed): finite, not negative,
 /// and within what a [`Duration`] holds. `Duration::from_secs_f64` panics
 /// on anything else, so every seconds flag goes through here.
+fn lake_location(text: &str) -> Result<Lake, String> {
+    Lake::parse(text).map_err(|error| error.to_string())
+}
+
 fn seconds(text: &str) -> Result<Duration, String> {
     let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !value.is_finite() || value < 0.0 {

@@ -10,7 +10,6 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sessionlake_api::store::{Committed, EventSink, Unavailable};
 use sessionlake_api::{ApiKeys, ApiSettings, AppState, TokenSigner};
-use sessionlake_lake::Lake;
 use sessionlake_lake::raw::live::{LiveIngest, LiveSettings};
 use sessionlake_model::{Clock, Event};
 use tracing::{info, warn};
@@ -87,7 +86,7 @@ impl RunningApi {
         }
         let live_settings =
             LiveSettings { compact_after_commits: options.compact_after_commits, ..LiveSettings::default() };
-        let live = LiveIngest::start(Lake::new(&global.lake), live_settings)
+        let live = LiveIngest::start(global.lake.clone(), live_settings)
             .await
             .context("while opening the raw table for live ingest")?;
         let state = AppState::new(settings, Arc::new(LakeSink(live.clone())));

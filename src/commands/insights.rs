@@ -2,14 +2,13 @@
 //! answered with DataFusion SQL over the gold table, and a bar chart.
 
 use anyhow::Result;
-use sessionlake_lake::Lake;
 
 use crate::config::{GlobalArgs, InsightsArgs};
 use crate::report;
 
 /// `sessionlake insights`.
 pub async fn insights(global: &GlobalArgs, args: &InsightsArgs) -> Result<()> {
-    let answers = sessionlake_insights::compute(&Lake::new(&global.lake)).await?;
+    let answers = sessionlake_insights::compute(&global.lake.clone()).await?;
     sessionlake_insights::render_chart(&args.chart, &answers.completed_by_country_top10)?;
     let chart = args.chart.display().to_string();
     if global.json {

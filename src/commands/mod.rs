@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sessionlake_cassandra::CassandraConfig;
-use sessionlake_lake::Lake;
 use sessionlake_lake::landing::{Ingest, Source};
 use sessionlake_lake::raw::RawStage;
 use sessionlake_lake::sessions::{SessionsReport, SessionsStage};
@@ -86,17 +85,14 @@ pub fn generate(global: &GlobalArgs, args: &GenerateArgs) -> Result<()> {
 
 /// `sessionlake ingest`.
 pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<()> {
-    let stage = Ingest {
-        lake: Lake::new(&global.lake),
-        source: Source::parse(&args.source),
-        show_progress: show_progress(global),
-    };
+    let stage =
+        Ingest { lake: global.lake.clone(), source: Source::parse(&args.source), show_progress: show_progress(global) };
     let landed = stage
         .run_with_idle_timeout(args.download.idle_timeout)
         .await
         .with_context(|| format!("while landing {}", args.source))?;
     let summary = serde_json::json!({
-        "file": landed.path.display().to_string(),
+        "file": landed.location,
         "sha256": landed.entry.sha256,
         "size": landed.entry.size,
         "already_landed": landed.already_landed,
@@ -108,7 +104,7 @@ pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<()> {
 
 /// The raw stage as configured.
 fn raw_stage(global: &GlobalArgs) -> RawStage {
-    RawStage { lake: Lake::new(&global.lake), debug: global.debug, show_progress: show_progress(global) }
+    RawStage { lake: global.lake.clone(), debug: global.debug, show_progress: show_progress(global) }
 }
 
 /// `sessionlake raw`.
@@ -221,7 +217,7 @@ fn sessions_stage(
     max_batches: Option<u64>,
 ) -> SessionsStage {
     SessionsStage {
-        lake: Lake::new(&global.lake),
+        lake: global.lake.clone(),
         max_versions_per_batch: batching.max_versions_per_batch,
         max_rows_per_batch: batching.max_rows_per_batch,
         max_batches,
@@ -306,7 +302,7 @@ fn serve_stage(
     stop_after_requests: Option<u64>,
 ) -> ServeStage {
     ServeStage {
-        lake: Lake::new(&global.lake),
+        lake: global.lake.clone(),
         cassandra: cassandra.config(),
         clock: Clock::from_option(global.now),
         writes: WriteSettings {

@@ -7,7 +7,6 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use sessionlake_lake::Lake;
 use sessionlake_lake::raw::{Quarantine, QuarantineChange, QuarantinedFile};
 
 use crate::config::{GlobalArgs, QuarantineAction, QuarantineArgs};
@@ -39,7 +38,7 @@ struct ChangeReport {
 
 /// `sessionlake quarantine list|retry|drop`.
 pub async fn quarantine(global: &GlobalArgs, args: &QuarantineArgs) -> Result<()> {
-    let quarantine = Quarantine { lake: Lake::new(&global.lake) };
+    let quarantine = Quarantine { lake: global.lake.clone() };
     let (action, wanted, change, next) = match &args.action {
         QuarantineAction::List => {
             let files = quarantine.list().await.context("while listing the quarantined files")?;

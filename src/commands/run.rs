@@ -76,7 +76,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<()> {
 /// Runs every stage once, in order, and sums up.
 pub async fn pipeline(global: &GlobalArgs, args: &RunArgs) -> Result<RunSummary> {
     let started = Instant::now();
-    let lake = Lake::new(&global.lake);
+    let lake = global.lake.clone();
     let bar = progress::stages_bar(5, show_progress(global));
 
     bar.set_message("landing");
@@ -98,7 +98,7 @@ pub async fn pipeline(global: &GlobalArgs, args: &RunArgs) -> Result<RunSummary>
         .with_context(|| format!("while landing {source}"))?;
     let files = Manifest::of(&lake)?.entries().await?.len() as u64;
     let landing = LandingSummary {
-        file: landed.path.display().to_string(),
+        file: landed.location.clone(),
         size: landed.entry.size,
         already_landed: landed.already_landed,
         files,

@@ -7,7 +7,6 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use sessionlake_lake::Lake;
 use sessionlake_lake::query::{AsOf, format_table, sql_as_of, sql_stream_as_of, write_csv_stream, write_json_stream};
 
 use crate::config::{GlobalArgs, SqlArgs, SqlFormat};
@@ -16,7 +15,7 @@ use crate::config::{GlobalArgs, SqlArgs, SqlFormat};
 pub async fn sql(global: &GlobalArgs, args: &SqlArgs) -> Result<()> {
     // clap makes --table and --version come together.
     let as_of = args.table.clone().zip(args.version).map(|(table, version)| AsOf { table, version });
-    let lake = Lake::new(&global.lake);
+    let lake = global.lake.clone();
     let running = || format!("while running {:?}", args.statement);
     let format = if global.json { SqlFormat::Json } else { args.format };
     let mut out = std::io::stdout().lock();

@@ -35,7 +35,7 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs) -> Result<()> {
         .await
         .context("while preparing the API's reads")?;
     api.state.set_store(Arc::new(reader));
-    let examples = Examples::find(&Lake::new(&global.lake), &Clock::from_option(global.now)).await?;
+    let examples = Examples::find(&global.lake.clone(), &Clock::from_option(global.now)).await?;
     announce(&api, &examples, args.api.api_keys.is_some() || args.api.api_keys_file.is_some());
 
     // One signal stops all three: the followers between passes, the API

@@ -28,6 +28,14 @@ pub enum LakeError {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// The lake location is not one the lake can use.
+    #[error("lake location {location}: {why}")]
+    Location {
+        /// The location as given.
+        location: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A lease ran out (or was taken over) before its work was done: the
     /// work was stopped before it could commit.
     #[error("lease {lease} lost: {why}")]

@@ -12,8 +12,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use sessionlake_model::crash;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use sessionlake_model::{crash, tables};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ManifestEntry, Recorded};
@@ -67,8 +68,8 @@ impl Source {
 /// What an ingest did.
 #[derive(Debug, Clone)]
 pub struct LandingReport {
-    /// The landed file.
-    pub path: PathBuf,
+    /// Where the landed file is: its path, or its URL on an object store.
+    pub location: String,
     /// Its manifest entry.
     pub entry: ManifestEntry,
     /// True when the same bytes had landed before (nothing was added).
@@ -80,6 +81,19 @@ pub struct LandingReport {
 /// How long a download may go without receiving a byte (its response
 /// headers included) before it fails, unless configured.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Temp files of ingests not written for this long are left by ingests
+/// that died, and removed.
+pub const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
+/// The folder of staging objects inside the landing zone of an object store.
+const INCOMING_DIR: &str = "_incoming";
+
+/// The part size of uploads to an object store.
+const UPLOAD_PART_BYTES: usize = 16 << 20;
+
+/// Parts uploaded at once.
+const UPLOADS_IN_FLIGHT: usize = 4;
 
 /// Chunks of a download in flight between the network and the writer: a
 /// bound on the memory a slow disk makes the download hold.
@@ -157,29 +171,23 @@ fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static
     }
 }
 
-/// Removes the temp files of ingests that died (crash, SIGKILL): the pid in
-/// their name is no longer running. Best effort: a failure only leaves the
-/// file for the next ingest.
+/// Removes the temp files of ingests that died (crash, SIGKILL): files
+/// named `.incoming-*` not written for [`ORPHAN_AGE`] (a live ingest
+/// writes at least every idle timeout). The age, unlike a pid, means the
+/// same across hosts and containers sharing a folder. Best effort: a
+/// failure only leaves the file for the next ingest.
 fn remove_orphans(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(".incoming-").and_then(|rest| rest.split('-').next()) else { continue };
-        let modified = entry.metadata().and_then(|metadata| metadata.modified()).ok();
-        if process_is_gone(pid, modified) && std::fs::remove_file(entry.path()).is_ok() {
+        if !name.starts_with(".incoming-") {
+            continue;
+        }
+        let age = entry.metadata().and_then(|metadata| metadata.modified()).ok().and_then(|time| time.elapsed().ok());
+        if age.is_some_and(|age| age > ORPHAN_AGE) && std::fs::remove_file(entry.path()).is_ok() {
             tracing::warn!(file = %name, "removed the temp file of an ingest that died");
         }
     }
-}
-
-/// Whether the process `pid` no longer runs. Without `/proc` to ask, a
-/// file last touched (`modified`) more than a day ago counts as left by a
-/// process that is gone.
-fn process_is_gone(pid: &str, modified: Option<std::time::SystemTime>) -> bool {
-    if Path::new("/proc/self").exists() {
-        return !Path::new("/proc").join(pid.trim()).exists();
-    }
-    modified.and_then(|time| time.elapsed().ok()).is_some_and(|age| age.as_secs() > 86_400)
 }
 
 fn nanos() -> u128 {
@@ -209,13 +217,19 @@ impl Ingest {
     /// and the stall. Nothing is landed on any error.
     pub async fn run_with_idle_timeout(&self, idle_timeout: Duration) -> Result<LandingReport> {
         let started = Instant::now();
-        let dir = self.lake.landing_dir();
+        // The bytes are received into a local temp file: in the landing
+        // folder of a local lake (then linked into place), else in the
+        // system's temp folder (then uploaded).
+        let spool = match self.lake.local_root() {
+            Some(_) => self.lake.landing_dir(),
+            None => std::env::temp_dir(),
+        };
         let incoming = blocking({
-            let dir = dir.clone();
+            let spool = spool.clone();
             move || {
-                std::fs::create_dir_all(&dir).map_err(LakeError::io("creating", &dir))?;
-                remove_orphans(&dir);
-                Incoming::create(&dir)
+                std::fs::create_dir_all(&spool).map_err(LakeError::io("creating", &spool))?;
+                remove_orphans(&spool);
+                Incoming::create(&spool)
             }
         })
         .await?;
@@ -227,19 +241,13 @@ impl Ingest {
                 blocking(move || copy(&path, incoming, show_progress)).await?
             }
         };
-        self.settle(dir, received, guard, started).await
+        self.settle(received, guard, started).await
     }
 
     /// Checks the received bytes, places them under a free name and records
     /// them in the manifest, unless the same bytes landed before. `guard`
     /// removes the temp file in every case.
-    async fn settle(
-        &self,
-        dir: PathBuf,
-        received: Received,
-        guard: RemoveOnDrop,
-        started: Instant,
-    ) -> Result<LandingReport> {
+    async fn settle(&self, received: Received, guard: RemoveOnDrop, started: Instant) -> Result<LandingReport> {
         let Received { temp_path, sha256, size, head } = received;
         if head != b"BZh" {
             return Err(LakeError::NotBzip2 {
@@ -250,7 +258,7 @@ impl Ingest {
         let manifest = Manifest::of(&self.lake)?;
         let entries = manifest.entries().await?;
         let report = |entry: &ManifestEntry, already_landed| LandingReport {
-            path: dir.join(&entry.file),
+            location: landed_location(&self.lake, &entry.file),
             entry: entry.clone(),
             already_landed,
             seconds: started.elapsed().as_secs_f64(),
@@ -259,16 +267,26 @@ impl Ingest {
             return Ok(report(entry, true));
         }
         let taken: Vec<String> = entries.into_iter().map(|entry| entry.file).collect();
-        let name = self.source.file_name();
-        let placed = blocking({
-            let (dir, sha256) = (dir.clone(), sha256.clone());
-            move || {
-                let placed = place(&dir, &temp_path, &name, &sha256, &taken);
-                drop(guard);
-                placed
+        let candidates: Vec<String> = candidate_names(&self.source.file_name(), &sha256)
+            .into_iter()
+            .filter(|candidate| !taken.contains(candidate))
+            .collect();
+        let placed = match self.lake.local_root() {
+            Some(_) => {
+                let (dir, sha256) = (self.lake.landing_dir(), sha256.clone());
+                blocking(move || {
+                    let placed = place_local(&dir, &temp_path, &candidates, &sha256);
+                    drop(guard);
+                    placed
+                })
+                .await?
             }
-        })
-        .await?;
+            None => {
+                let placed = place_remote(&self.lake, &temp_path, &candidates, &sha256, self.show_progress).await;
+                drop(guard);
+                placed?
+            }
+        };
         let entry =
             ManifestEntry { file: placed, sha256, size, source: self.source.display(), landed_at: chrono::Utc::now() };
         crash::point(crash::INGEST_BEFORE_MANIFEST);
@@ -373,35 +391,144 @@ fn copy(path: &Path, mut incoming: Incoming, show_progress: bool) -> Result<Rece
     incoming.finish()
 }
 
-/// Places the temp file's bytes under the first free candidate name
-/// (`name`, then `name` with a hash suffix) without ever replacing a file:
-/// a hard link fails when the name exists, atomically, so of two ingests
-/// racing for one name exactly one gets it. A name already holding these
-/// very bytes (a crash before the manifest, or a concurrent ingest of the
-/// same bytes) is used as it is. `taken` are the names in the manifest.
-fn place(dir: &Path, temp_path: &Path, name: &str, sha256: &str, taken: &[String]) -> Result<String> {
-    let candidates =
-        [name.to_string(), with_hash_suffix(name, sha256), with_hash_suffix(name, &format!("{sha256}-{}", nanos()))];
+/// The names a file may land under, in order: its own, then with a hash
+/// suffix, then with a hash and time suffix.
+fn candidate_names(name: &str, sha256: &str) -> Vec<String> {
+    vec![name.to_string(), with_hash_suffix(name, sha256), with_hash_suffix(name, &format!("{sha256}-{}", nanos()))]
+}
+
+/// Places the temp file's bytes under the first free candidate name of a
+/// local landing folder without ever replacing a file: a hard link fails
+/// when the name exists, atomically, so of two ingests racing for one name
+/// exactly one gets it. A name already holding these very bytes (a crash
+/// before the manifest, or a concurrent ingest of the same bytes) is used
+/// as it is.
+fn place_local(dir: &Path, temp_path: &Path, candidates: &[String], sha256: &str) -> Result<String> {
     for candidate in candidates {
-        if taken.contains(&candidate) {
-            continue;
-        }
-        let path = dir.join(&candidate);
+        let path = dir.join(candidate);
         crash::point(crash::INGEST_BEFORE_RENAME);
         match std::fs::hard_link(temp_path, &path) {
             Ok(()) => {
                 sync_dir(dir)?;
-                return Ok(candidate);
+                return Ok(candidate.clone());
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 if sha256_of_file(&path)? == sha256 {
-                    return Ok(candidate);
+                    return Ok(candidate.clone());
                 }
             }
             Err(error) => return Err(LakeError::io("linking into", &path)(error)),
         }
     }
-    Err(LakeError::Unexpected { table: "landing", message: format!("no free name for {name} in {}", dir.display()) })
+    Err(no_free_name(candidates))
+}
+
+/// The same on an object store: the bytes are uploaded (multipart) to a
+/// staging object in `_incoming/`, then copied to the first free candidate
+/// name with a copy-if-not-exists, which the store refuses atomically when
+/// the name exists. The staging object is removed in every case.
+async fn place_remote(
+    lake: &Lake,
+    temp_path: &Path,
+    candidates: &[String],
+    sha256: &str,
+    show_progress: bool,
+) -> Result<String> {
+    let store = lake.store()?;
+    let landing = object_store::path::Path::from(tables::LANDING_DIR);
+    let staging =
+        landing.clone().join(INCOMING_DIR).join(format!("{}-{:016x}", nanos(), getrandom::u64().unwrap_or(0)));
+    remove_stale_staging(store.as_ref(), &landing.clone().join(INCOMING_DIR)).await;
+    upload(store.as_ref(), &staging, temp_path, show_progress).await?;
+    let placed = async {
+        for candidate in candidates {
+            let location = landing.clone().join(candidate.as_str());
+            crash::point(crash::INGEST_BEFORE_RENAME);
+            match store.copy_if_not_exists(&staging, &location).await {
+                Ok(()) => return Ok(candidate.clone()),
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    if sha256_of_object(store.as_ref(), &location).await? == sha256 {
+                        return Ok(candidate.clone());
+                    }
+                }
+                Err(error) => return Err(LakeError::store("copying into", &location)(error)),
+            }
+        }
+        Err(no_free_name(candidates))
+    }
+    .await;
+    if let Err(error) = store.delete(&staging).await {
+        tracing::warn!(%error, staging = %staging, "removing a staging object failed");
+    }
+    placed
+}
+
+/// Removes staging objects older than [`ORPHAN_AGE`], left by ingests
+/// that died between their upload and its copy into place. (Uploads that
+/// never completed are not objects yet: a bucket lifecycle rule aborting
+/// incomplete multipart uploads removes their parts.) Best effort.
+async fn remove_stale_staging(store: &dyn ObjectStore, folder: &object_store::path::Path) {
+    let Ok(objects) = store.list(Some(folder)).try_collect::<Vec<_>>().await else { return };
+    let stale_before = chrono::Utc::now() - ORPHAN_AGE;
+    for object in objects.into_iter().filter(|object| object.last_modified < stale_before) {
+        if store.delete(&object.location).await.is_ok() {
+            tracing::warn!(staging = %object.location, "removed the staging object of an ingest that died");
+        }
+    }
+}
+
+fn no_free_name(candidates: &[String]) -> LakeError {
+    LakeError::Unexpected { table: "landing", message: format!("no free landing name among {candidates:?}") }
+}
+
+/// Uploads the local file `path` to `location` in parts, never holding
+/// more than a few parts in memory.
+async fn upload(
+    store: &dyn ObjectStore,
+    location: &object_store::path::Path,
+    path: &Path,
+    show_progress: bool,
+) -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await.map_err(LakeError::io("opening", path))?;
+    let total = file.metadata().await.map(|meta| meta.len()).ok();
+    let bar = progress::bytes_bar(total, "upload", show_progress);
+    let upload = store.put_multipart(location).await.map_err(LakeError::store("uploading", location))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut sent = 0u64;
+    loop {
+        let read = file.read(&mut buffer).await.map_err(LakeError::io("reading", path))?;
+        if read == 0 {
+            break;
+        }
+        writer.wait_for_capacity(UPLOADS_IN_FLIGHT).await.map_err(LakeError::store("uploading", location))?;
+        writer.write(&buffer[..read]);
+        sent += read as u64;
+        bar.set_position(sent);
+    }
+    writer.finish().await.map_err(LakeError::store("uploading", location))?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// The hex SHA-256 of an object, streamed.
+pub(crate) async fn sha256_of_object(store: &dyn ObjectStore, location: &object_store::path::Path) -> Result<String> {
+    let object = store.get(location).await.map_err(LakeError::store("reading", location))?;
+    let mut stream = object.into_stream();
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = stream.next().await {
+        hasher.update(chunk.map_err(LakeError::store("reading", location))?);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Where a landed file is, for reports: its path, or its URL.
+fn landed_location(lake: &Lake, file: &str) -> String {
+    match lake.local_root() {
+        Some(_) => lake.landing_dir().join(file).display().to_string(),
+        None => format!("{}{}/{file}", lake.display(), tables::LANDING_DIR),
+    }
 }
 
 fn with_hash_suffix(name: &str, sha256: &str) -> String {

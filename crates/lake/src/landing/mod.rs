@@ -1,9 +1,10 @@
 //! The landing zone (bronze): source files exactly as received, plus a
 //! manifest of what landed. See [`Ingest`].
 
+mod fetch;
 mod ingest;
 mod manifest;
 
-pub(crate) use ingest::sha256_of_file;
-pub use ingest::{DEFAULT_IDLE_TIMEOUT, Ingest, LandingReport, Source};
+pub use fetch::{LocalCopy, local_copy};
+pub use ingest::{DEFAULT_IDLE_TIMEOUT, Ingest, LandingReport, ORPHAN_AGE, Source};
 pub use manifest::{LEGACY_MANIFEST_FILE, MANIFEST_DIR, Manifest, ManifestEntry, Recorded};

@@ -40,7 +40,6 @@ pub mod quarantine;
 pub mod read;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::Instant;
 
 use deltalake::arrow::array::RecordBatch;
@@ -59,7 +58,7 @@ use tracing::{info, warn};
 use crate::error::{LakeError, Result};
 use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
 use crate::lake::Lake;
-use crate::landing::{Manifest, ManifestEntry};
+use crate::landing::{self, Manifest, ManifestEntry};
 use crate::schema::{RAW, REJECTED};
 use crate::{progress, txn};
 
@@ -135,8 +134,7 @@ impl RawStage {
                 quarantined.push(entry.clone());
                 continue;
             }
-            let path = self.lake.landing_dir().join(&entry.file);
-            match self.process_file(entry, &path, &markers, raw_table, rejected_table, &mut report).await {
+            match self.process_file(entry, &markers, raw_table, rejected_table, &mut report).await {
                 Ok(tables) => {
                     (raw_table, rejected_table) = tables;
                     report.files_processed += 1;
@@ -166,31 +164,24 @@ impl RawStage {
     async fn process_file(
         &self,
         entry: &ManifestEntry,
-        path: &Path,
         markers: &FileMarkers,
         mut raw_table: DeltaTable,
         mut rejected_table: DeltaTable,
         report: &mut RawReport,
     ) -> Result<(DeltaTable, DeltaTable)> {
+        // Checked against the manifest's sha256 (downloaded first from an
+        // object store); other bytes are quarantined by the caller.
+        let copy = landing::local_copy(&self.lake, entry).await?;
         let bar = progress::bytes_bar(Some(entry.size), "raw read", self.show_progress);
         let reader_bar = bar.clone();
-        let owned_path = path.to_path_buf();
-        let expected_sha256 = entry.sha256.clone();
+        let owned_path = copy.path().to_path_buf();
         let parsed = tokio::task::spawn_blocking(move || {
-            // The manifest's hash is what was received: bytes changed since
-            // (by hand, a bad disk, a partial copy) are not trusted.
-            let found = crate::landing::sha256_of_file(&owned_path)?;
-            if found != expected_sha256 {
-                return Err(LakeError::Corrupt {
-                    path: owned_path,
-                    message: format!("its sha256 is {found}, not {expected_sha256} as when it landed"),
-                });
-            }
             read::read_landed_file(&owned_path, move |n| reader_bar.set_position(n))
         })
         .await
         .map_err(|join| LakeError::Unexpected { table: RAW.name, message: format!("reader task failed: {join}") })??;
         bar.finish_and_clear();
+        drop(copy);
         info!(file = %entry.file, lines = parsed.lines, valid = parsed.valid_events(), rejected = parsed.rejected.len(), dates = parsed.days.len(), "parsed landed file");
         report.lines += parsed.lines;
 

@@ -96,7 +96,7 @@ async fn download_lands_the_exact_bytes_once() {
     let url = format!("{base}/data.jsonl.bz2");
     let first = land(&lake, Source::Url(url.clone())).await.unwrap();
     assert!(!first.already_landed);
-    assert_eq!(bytes_of(&first.path), body);
+    assert_eq!(bytes_of(std::path::Path::new(&first.location)), body);
     assert_eq!(first.entry.size, body.len() as u64);
     assert_eq!(first.entry.source, url);
     assert_eq!(first.entry.file, "data.jsonl.bz2");
@@ -156,7 +156,7 @@ async fn racing_ingests_of_different_bytes_under_one_name_both_land() {
         assert_eq!(entries.len(), 2, "round {round}");
         for (report, source) in reports.iter().zip(&sources) {
             assert_eq!(
-                bytes_of(&report.path),
+                bytes_of(std::path::Path::new(&report.location)),
                 bytes_of(source),
                 "round {round}: {} holds its own bytes",
                 report.entry.file
@@ -251,15 +251,18 @@ async fn temp_files_of_dead_ingests_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path().join("lake"));
     std::fs::create_dir_all(lake.landing_dir()).unwrap();
-    // Above Linux's largest pid (2^22), so no process has it.
+    // Not written for longer than ORPHAN_AGE: its ingest died (whatever
+    // its pid, which means nothing across hosts or containers).
     let orphan = lake.landing_dir().join(".incoming-4294967-1.tmp");
     let running = lake.landing_dir().join(format!(".incoming-{}-1.tmp", std::process::id()));
     std::fs::write(&orphan, b"BZh partial").unwrap();
     std::fs::write(&running, b"BZh in progress").unwrap();
+    let long_ago = std::time::SystemTime::now() - sessionlake_lake::landing::ORPHAN_AGE - Duration::from_secs(60);
+    std::fs::File::options().write(true).open(&orphan).unwrap().set_modified(long_ago).unwrap();
     let (path, _) = generated(dir.path(), 20, 3, 0.0);
     land(&lake, Source::File(path)).await.unwrap();
     assert!(!orphan.exists(), "the dead ingest's temp file is removed");
-    assert!(running.exists(), "a live ingest's temp file is left alone");
+    assert!(running.exists(), "a live ingest's temp file (written lately) is left alone");
 }
 
 /// Found in review: only a connect timeout was set, so a server that
@@ -329,5 +332,5 @@ async fn ingest_leaves_the_runtime_free_while_it_copies() {
     let landed = land(&lake, Source::File(fifo)).await.unwrap();
     other_task.await.unwrap();
     assert!(writer.join().unwrap(), "another task ran while ingest was reading its source");
-    assert_eq!(bytes_of(&landed.path), body);
+    assert_eq!(bytes_of(std::path::Path::new(&landed.location)), body);
 }

@@ -178,9 +178,10 @@ async fn retrying_a_batch_adds_nothing_and_merges_prune_by_date() {
     assert_eq!((appended.events, appended.raw_version), (5, 4));
     assert_eq!(raw_rows(&lake).await, 31);
     // Insert-only: the commit adds a file and rewrites none.
-    let commit =
-        std::fs::read_to_string(lake.root().join(tables::RAW_TABLE_DIR).join(format!("_delta_log/{:020}.json", 4)))
-            .unwrap();
+    let commit = std::fs::read_to_string(
+        lake.local_root().unwrap().join(tables::RAW_TABLE_DIR).join(format!("_delta_log/{:020}.json", 4)),
+    )
+    .unwrap();
     assert!(!commit.contains("\"remove\""));
     let stats = live.shutdown().await.unwrap().stats;
     assert_eq!((stats.commits, stats.rows_inserted, stats.duplicates), (4, 31, 14));
@@ -224,7 +225,11 @@ async fn compaction_shrinks_partitions_and_sessions_do_not_see_it() {
     );
     assert_eq!(version(&compacted, tables::RAW_TABLE_DIR).await, Some(COMMITS as u64 + 1));
     let optimize_commit = std::fs::read_to_string(
-        compacted.root().join(tables::RAW_TABLE_DIR).join(format!("_delta_log/{:020}.json", COMMITS + 1)),
+        compacted
+            .local_root()
+            .unwrap()
+            .join(tables::RAW_TABLE_DIR)
+            .join(format!("_delta_log/{:020}.json", COMMITS + 1)),
     )
     .unwrap();
     assert!(optimize_commit.contains("\"OPTIMIZE\"") && !optimize_commit.contains("\"dataChange\":true"));
@@ -294,7 +299,7 @@ async fn a_failed_commit_fails_its_requests_and_later_ones_succeed() {
 
     // A folder squatting on the next commit's name makes every commit of
     // version 2 fail (delta-rs sees "version exists" and gives up).
-    let obstacle = lake.root().join(tables::RAW_TABLE_DIR).join(format!("_delta_log/{:020}.json", 2));
+    let obstacle = lake.local_root().unwrap().join(tables::RAW_TABLE_DIR).join(format!("_delta_log/{:020}.json", 2));
     std::fs::create_dir(&obstacle).unwrap();
     let batches: Vec<Vec<Event>> = events[10..60].chunks(10).map(<[Event]>::to_vec).collect();
     let failing: Vec<_> = batches

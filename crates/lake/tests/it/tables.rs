@@ -41,7 +41,7 @@ async fn tables_use_standard_delta_types_and_partitioning() {
             }
         }
     }
-    let raw_dir = lake.root().join(tables::RAW_TABLE_DIR);
+    let raw_dir = lake.local_root().unwrap().join(tables::RAW_TABLE_DIR);
     let partitions: Vec<String> = std::fs::read_dir(&raw_dir)
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())

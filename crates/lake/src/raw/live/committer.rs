@@ -233,9 +233,13 @@ impl Committer {
             self.counters.commits.fetch_add(1, Relaxed);
             self.commits_since_compaction += 1;
             self.touched_dates.extend(by_date.keys().copied());
-            if self.settings.fsync {
+            // An object store acknowledges a put once it is durable; a local
+            // lake needs the fsyncs.
+            if self.settings.fsync
+                && let Some(root) = self.lake.local_root()
+            {
                 let fsync_started = Instant::now();
-                durable::sync_commit(self.lake.table_dir(&RAW), self.table.table_url().clone(), raw_version).await?;
+                durable::sync_commit(root.join(RAW.dir), self.table.table_url().clone(), raw_version).await?;
                 fsync_ms = fsync_started.elapsed().as_millis() as u64;
             }
         }
