@@ -18,12 +18,15 @@ pub enum LakeError {
     },
     /// An object of the lake (on local disk or an object store) could not
     /// be read or written.
-    #[error("{action} {location}: {source}")]
+    #[error("{action} {location}: {summary}")]
     Store {
         /// What was being done ("reading", "creating", …).
         action: &'static str,
         /// The object's location under the lake root.
         location: String,
+        /// The error in one line (an S3 server's XML body reduced to its
+        /// code and message).
+        summary: String,
         /// The underlying error.
         #[source]
         source: Box<object_store::Error>,
@@ -124,7 +127,7 @@ impl LakeError {
         location: &object_store::path::Path,
     ) -> impl FnOnce(object_store::Error) -> LakeError {
         let location = location.to_string();
-        move |source| LakeError::Store { action, location, source: Box::new(source) }
+        move |source| LakeError::Store { action, location, summary: store_summary(&source), source: Box::new(source) }
     }
 
     pub(crate) fn delta(table: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> LakeError {
@@ -136,4 +139,25 @@ impl LakeError {
     ) -> impl FnOnce(deltalake::datafusion::error::DataFusionError) -> LakeError {
         move |source| LakeError::Query { table, source: Box::new(source) }
     }
+}
+
+/// An object-store error in one line: an S3 error body (XML) reduced to its
+/// `Code` and `Message`, and a hint when the store refused the credentials.
+pub(crate) fn store_summary(error: &object_store::Error) -> String {
+    let text = error.to_string();
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        Some(text[start..].split(close).next()?.trim().to_string())
+    };
+    let mut summary = match (between("<Code>", "</Code>"), text.find('<')) {
+        (Some(code), Some(xml)) => {
+            let message = between("<Message>", "</Message>").unwrap_or_default();
+            format!("{} {code}: {message}", text[..xml].trim_end())
+        }
+        _ => text.clone(),
+    };
+    if matches!(error, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) {
+        summary.push_str(" (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+    }
+    summary.split_whitespace().collect::<Vec<_>>().join(" ")
 }

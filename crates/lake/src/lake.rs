@@ -1,10 +1,11 @@
 //! Where the lake lives (a local folder or an object-store URL), where the
 //! zones live under its root, and opening their tables.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
 use object_store::local::LocalFileSystem;
@@ -19,6 +20,9 @@ use crate::schema::TableSpec;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lake {
     location: Location,
+    /// Object-store settings given in code (`aws_access_key_id`, …), over
+    /// the `AWS_*` variables.
+    options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +36,7 @@ enum Location {
 impl Lake {
     /// A lake in the local folder `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { location: Location::Local(root.into()) }
+        Self { location: Location::Local(root.into()), options: BTreeMap::new() }
     }
 
     /// A lake at `text`: `s3://bucket[/prefix]` (endpoint and credentials
@@ -56,10 +60,18 @@ impl Lake {
                 if !url.path().ends_with('/') {
                     url.set_path(&format!("{}/", url.path()));
                 }
-                Ok(Self { location: Location::S3(url) })
+                Ok(Self { location: Location::S3(url), options: BTreeMap::new() })
             }
             other => Err(unusable(format!("{other}:// is not supported (a path, file:// or s3://)"))),
         }
+    }
+
+    /// The lake with object-store settings that take precedence over the
+    /// `AWS_*` variables (keys as deltalake and object_store take them,
+    /// e.g. `AWS_ENDPOINT_URL`, `AWS_SECRET_ACCESS_KEY`; any case).
+    pub fn with_storage_options(mut self, options: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.options.extend(options.into_iter().map(|(key, value)| (key.to_ascii_uppercase(), value)));
+        self
     }
 
     /// The root folder of a local lake; `None` on an object store.
@@ -108,6 +120,7 @@ impl Lake {
         let unusable = |source: object_store::Error| LakeError::Store {
             action: "opening",
             location: self.display(),
+            summary: crate::error::store_summary(&source),
             source: Box::new(source),
         };
         match &self.location {
@@ -117,6 +130,10 @@ impl Lake {
             }
             Location::S3(url) => {
                 let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+                for (key, value) in &self.options {
+                    let key = key.to_ascii_lowercase().parse().map_err(unusable)?;
+                    builder = builder.with_config(key, value);
+                }
                 if std::env::var_os("AWS_COPY_IF_NOT_EXISTS").is_none() {
                     // Standard S3: a multipart copy completed with If-None-Match.
                     builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
@@ -148,7 +165,7 @@ impl Lake {
         if let Some(table) = self.open(spec).await? {
             return Ok(table);
         }
-        let table = DeltaTable::try_from_url(self.table_url(spec)?).await.map_err(LakeError::delta(spec.name))?;
+        let table = self.table_builder(spec)?.build().map_err(LakeError::delta(spec.name))?;
         match spec.create(table).await {
             Ok(table) => Ok(table),
             // Another process created it between the look and the create
@@ -165,12 +182,19 @@ impl Lake {
         {
             return Ok(None);
         }
-        match deltalake::open_table(self.table_url(spec)?).await {
+        match self.table_builder(spec)?.load().await {
             Ok(table) => Ok(Some(table)),
             Err(DeltaTableError::NotATable(_)) => Ok(None),
             Err(error) if is_missing_table(&error) => Ok(None),
             Err(error) => Err(LakeError::delta(spec.name)(error)),
         }
+    }
+}
+
+impl Lake {
+    fn table_builder(&self, spec: &TableSpec) -> Result<DeltaTableBuilder> {
+        let builder = DeltaTableBuilder::from_url(self.table_url(spec)?).map_err(LakeError::delta(spec.name))?;
+        Ok(builder.with_storage_options(self.options.clone().into_iter().collect::<HashMap<_, _>>()))
     }
 }
 

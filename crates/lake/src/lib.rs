@@ -22,7 +22,7 @@ pub mod error;
 mod expr;
 pub mod lake;
 pub mod landing;
-mod lease;
+pub mod lease;
 pub mod progress;
 pub mod query;
 pub mod raw;

@@ -388,9 +388,15 @@ async fn file_based_raw_run_alongside_live_appends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_compactions_at_once_double_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (file, _) = generated(dir.path(), 600, 44, 0.0);
+    compactions_at_once_double_nothing(&Lake::new(dir.path().join("lake")), dir.path()).await;
+}
+
+/// Live appends into `lake`, then two compactions of their dates at once:
+/// exactly one compacts, no row is doubled (`scratch`: a folder for inputs).
+pub async fn compactions_at_once_double_nothing(lake: &Lake, scratch: &Path) {
+    let (file, _) = generated(scratch, 600, 44, 0.0);
     let events = on_dates(events_of(&file), &DATES);
-    let lake = Lake::new(dir.path().join("lake"));
+    let lake = lake.clone();
     let live = LiveIngest::start(lake.clone(), settings()).await.unwrap();
     for chunk in events.chunks(events.len().div_ceil(8)) {
         live.append(chunk.to_vec()).await.unwrap();

@@ -5,6 +5,7 @@
 //! - `landing`: copying and downloading (local HTTP server), and their errors
 //! - `permutation`: one set of lines in other files, orders, batch sizes and restarts gives the same tables
 //! - `live`: live ingest (`POST /events`): group commit, retries, compaction, shutdown
+//! - `s3`: the same lake on a real S3 server (SeaweedFS): exactness, races, leases, credentials
 //! - `quarantine`: a landed file that does not decompress is set aside with its reason, retried or dropped
 //! - `tables`: the tables are plain Delta Lake any reader accepts
 
@@ -14,5 +15,6 @@ mod live;
 mod permutation;
 mod pipeline;
 mod quarantine;
+mod s3;
 mod tables;
 mod util;

@@ -1,6 +1,9 @@
 //! The whole chain on generated data with anomalies equals the truth,
 //! table by table, exactly.
 
+use std::path::Path;
+
+use sessionlake_generator::Truth;
 use sessionlake_lake::Lake;
 
 use crate::util::{count, counts, generated, ingest, raw, rows, sessions};
@@ -9,8 +12,14 @@ use crate::util::{count, counts, generated, ingest, raw, rows, sessions};
 async fn generated_dataset_lands_exactly_as_the_truth_says() {
     let dir = tempfile::tempdir().unwrap();
     let (file, truth) = generated(dir.path(), 4_000, 11, 0.04);
-    let lake = Lake::new(dir.path().join("lake"));
-    ingest(&lake, &file).await;
+    lands_exactly(&Lake::new(dir.path().join("lake")), &file, &truth).await;
+}
+
+/// Ingest, raw and sessions of `file` into the empty `lake` give exactly
+/// what `truth` says, table by table (a local lake or one on S3).
+pub async fn lands_exactly(lake: &Lake, file: &Path, truth: &Truth) {
+    let lake = lake.clone();
+    ingest(&lake, file).await;
 
     let report = raw(&lake, false).await;
     assert_eq!(report.lines, truth.lines);

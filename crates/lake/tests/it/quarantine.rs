@@ -22,7 +22,7 @@ fn truncated_copy(dir: &Path, source: &Path, name: &str) -> PathBuf {
 }
 
 async fn landed(lake: &Lake, file: &str) -> ManifestEntry {
-    let entries = Manifest::of(&lake).unwrap().entries().await.unwrap();
+    let entries = Manifest::of(lake).unwrap().entries().await.unwrap();
     entries.into_iter().find(|entry| entry.file == file).unwrap_or_else(|| panic!("{file} is landed"))
 }
 

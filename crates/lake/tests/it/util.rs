@@ -89,9 +89,9 @@ pub async fn counts(lake: &Lake, sql: &str) -> BTreeMap<String, u64> {
 
 /// The Delta table in `dir` under the lake root, if there is one.
 pub async fn open_table(lake: &Lake, dir: &str) -> Option<deltalake::DeltaTable> {
-    let path = std::path::absolute(lake.local_root().unwrap().join(dir)).unwrap();
-    let url = url::Url::from_directory_path(path).unwrap();
-    deltalake::open_table(url).await.ok()
+    use sessionlake_lake::schema::{RAW, REJECTED, SESSIONS};
+    let spec = [&RAW, &REJECTED, &SESSIONS].into_iter().find(|spec| spec.dir == dir).expect("a table's folder");
+    lake.open(spec).await.expect("the table opens")
 }
 
 /// The latest version of the table in `dir`.
