@@ -12,7 +12,7 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit soak bench bench-api bench-cluster build-release clean-lake check-prereqs-demo check-prereqs-test
+.PHONY: demo test lint unit soak bench bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
@@ -68,6 +68,10 @@ bench-api: build-release
 ## bench-cluster: serve rows/s and the API's p50/p99 at 2000 req/s, one node vs a 3-node RF 3 cluster
 bench-cluster: build-release
 	scripts/bench-cluster
+
+## bench-s3: the full-size chain on a local lake and on an s3:// lake (SeaweedFS on 127.0.0.51), seconds per stage and the ratio
+bench-s3: build-release
+	scripts/bench-s3
 
 build-release:
 	cargo build --release --quiet
