@@ -120,10 +120,21 @@ struct Incoming {
 }
 
 impl Incoming {
+    /// A new temp file in `dir`, locked (see [`RemoveOnDrop`]). Between
+    /// its creation and the lock, a sweeping ingest may take it for an
+    /// orphan and remove it: then the locked file is no longer the one at
+    /// the path, and another is created.
     fn create(dir: &Path) -> Result<Self> {
-        let path = dir.join(format!(".incoming-{}-{}.tmp", std::process::id(), nanos()));
-        let file = std::fs::File::create(&path).map_err(LakeError::io("creating", &path))?;
-        Ok(Self { path, file, hasher: Sha256::new(), size: 0, head: Vec::with_capacity(3) })
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let path = dir.join(format!(".incoming-{}-{}.tmp", std::process::id(), nanos()));
+            let file = std::fs::File::create_new(&path).map_err(LakeError::io("creating", &path))?;
+            file.lock().map_err(LakeError::io("locking", &path))?;
+            let ours = file.metadata().map_err(LakeError::io("reading", &path))?;
+            if std::fs::metadata(&path).is_ok_and(|found| (found.dev(), found.ino()) == (ours.dev(), ours.ino())) {
+                return Ok(Self { path, file, hasher: Sha256::new(), size: 0, head: Vec::with_capacity(3) });
+            }
+        }
     }
 
     fn write(&mut self, chunk: &[u8]) -> Result<()> {
@@ -171,11 +182,14 @@ fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static
     }
 }
 
-/// Removes the temp files of ingests that died (crash, SIGKILL): files
-/// named `.incoming-*` not written for [`ORPHAN_AGE`] (a live ingest
-/// writes at least every idle timeout). The age, unlike a pid, means the
-/// same across hosts and containers sharing a folder. Best effort: a
-/// failure only leaves the file for the next ingest.
+/// Removes the temp files of ingests that died (crash, SIGKILL): a live
+/// ingest holds an exclusive lock on its temp file (see [`RemoveOnDrop`]),
+/// which the kernel releases when its process dies, so a temp file whose
+/// lock this process can take is an orphan. Unlike a pid, a lock means the
+/// same across containers sharing a folder. A temp file not written for
+/// [`ORPHAN_AGE`] whose lock cannot be told (a file system without locks)
+/// is removed too. Best effort: a failure leaves the file for the next
+/// ingest.
 fn remove_orphans(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -183,8 +197,16 @@ fn remove_orphans(dir: &Path) {
         if !name.starts_with(".incoming-") {
             continue;
         }
-        let age = entry.metadata().and_then(|metadata| metadata.modified()).ok().and_then(|time| time.elapsed().ok());
-        if age.is_some_and(|age| age > ORPHAN_AGE) && std::fs::remove_file(entry.path()).is_ok() {
+        let Ok(handle) = std::fs::File::open(entry.path()) else { continue };
+        let orphan = match handle.try_lock() {
+            Ok(()) => true,
+            Err(std::fs::TryLockError::WouldBlock) => false,
+            Err(std::fs::TryLockError::Error(_)) => {
+                let age = entry.metadata().and_then(|meta| meta.modified()).ok().and_then(|time| time.elapsed().ok());
+                age.is_some_and(|age| age > ORPHAN_AGE)
+            }
+        };
+        if orphan && std::fs::remove_file(entry.path()).is_ok() {
             tracing::warn!(file = %name, "removed the temp file of an ingest that died");
         }
     }
@@ -194,14 +216,28 @@ fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
-/// Removes the temp file unless disarmed: no partial file survives an error.
-struct RemoveOnDrop(Option<PathBuf>);
+/// Removes the temp file when dropped: no partial file survives an error.
+/// It also holds an exclusive lock (`flock`) on the file from its creation
+/// until its removal: the kernel releases it when the process dies, even by
+/// SIGKILL, so a temp file whose lock can be taken belongs to an ingest
+/// that died (see [`remove_orphans`]).
+struct RemoveOnDrop(Option<PathBuf>, Option<std::fs::File>);
+
+impl RemoveOnDrop {
+    /// Removes `incoming`'s file when dropped, holding its lock until then.
+    fn of(incoming: &Incoming) -> Result<Self> {
+        let handle = incoming.file.try_clone().map_err(LakeError::io("opening", &incoming.path))?;
+        Ok(Self(Some(incoming.path.clone()), Some(handle)))
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if let Some(path) = self.0.take() {
             let _ = std::fs::remove_file(path);
         }
+        // The lock goes with the handle, after the removal.
+        self.1.take();
     }
 }
 
@@ -233,7 +269,7 @@ impl Ingest {
             }
         })
         .await?;
-        let guard = RemoveOnDrop(Some(incoming.path.clone()));
+        let guard = RemoveOnDrop::of(&incoming)?;
         let received = match &self.source {
             Source::Url(url) => self.download(url, incoming, idle_timeout).await?,
             Source::File(path) => {

@@ -251,18 +251,20 @@ async fn temp_files_of_dead_ingests_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path().join("lake"));
     std::fs::create_dir_all(lake.landing_dir()).unwrap();
-    // Not written for longer than ORPHAN_AGE: its ingest died (whatever
-    // its pid, which means nothing across hosts or containers).
+    // A live ingest holds a lock on its temp file; the kernel drops the
+    // lock of a dead one (whatever its pid, which means nothing across
+    // hosts or containers).
     let orphan = lake.landing_dir().join(".incoming-4294967-1.tmp");
     let running = lake.landing_dir().join(format!(".incoming-{}-1.tmp", std::process::id()));
     std::fs::write(&orphan, b"BZh partial").unwrap();
     std::fs::write(&running, b"BZh in progress").unwrap();
-    let long_ago = std::time::SystemTime::now() - sessionlake_lake::landing::ORPHAN_AGE - Duration::from_secs(60);
-    std::fs::File::options().write(true).open(&orphan).unwrap().set_modified(long_ago).unwrap();
+    let held = std::fs::File::open(&running).unwrap();
+    held.lock().unwrap();
     let (path, _) = generated(dir.path(), 20, 3, 0.0);
     land(&lake, Source::File(path)).await.unwrap();
     assert!(!orphan.exists(), "the dead ingest's temp file is removed");
-    assert!(running.exists(), "a live ingest's temp file (written lately) is left alone");
+    assert!(running.exists(), "a live ingest's temp file (locked) is left alone");
+    drop(held);
 }
 
 /// Found in review: only a connect timeout was set, so a server that
