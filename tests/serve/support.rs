@@ -30,7 +30,7 @@ pub fn nodes() -> String {
 }
 
 /// The binary, with a clean environment for the settings tests control.
-pub fn sessionlake(lake: &Path, args: &[&str]) -> Command {
+pub fn sessionlake(lake: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sessionlake"));
     command.arg("--lake").arg(lake).arg("--json").args(args).env("SESSIONLAKE_NOW", NOW);
     for name in ["SESSIONLAKE_DEBUG", "SESSIONLAKE_FOLLOW", "SESSIONLAKE_CASSANDRA_KEYSPACE"] {

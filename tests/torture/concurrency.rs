@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use sessionlake_lake::{Lake, query};
+use sessionlake_lake::query;
 
 use crate::dataset::dataset;
+use crate::lakes::TestLake;
 use crate::report;
 use crate::snapshot::lake_rows;
 use crate::support::*;
@@ -28,8 +29,9 @@ const GOLD_VS_RAW: &str = "WITH r AS (SELECT session_id, \
    WHERE r.session_id IS NULL OR g.session_id IS NULL \
       OR (r.s IS DISTINCT FROM g.start_ts) OR (r.e IS DISTINCT FROM g.end_ts)";
 
-async fn count(lake: &Path, statement: &str) -> u64 {
-    let batches = query::sql(&Lake::new(lake), statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+async fn count(lake: impl Into<TestLake>, statement: &str) -> u64 {
+    let batches =
+        query::sql(&lake.into().lake(), statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
     query::text_rows(&batches).unwrap()[0][0].as_deref().unwrap().parse().unwrap()
 }
 
@@ -232,14 +234,19 @@ async fn sessions_follows_while_the_api_commits_posted_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_api_processes_post_into_one_lake() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
+    two_api_processes_post_into(&TestLake::local(&dir.path().join("lake"))).await;
+}
+
+/// Two API processes post (overlapping batches) into `lake`: every event
+/// once.
+pub async fn two_api_processes_post_into(lake: &TestLake) {
     let nodes = nodes();
-    let keyspace = keyspace("two_apis");
+    let keyspace = keyspace(&format!("two_apis_{}", lake.kind()));
     // Both start on an empty lake at once (both may create the raw table),
     // and compact every 4 commits (overlapping compactions).
     let start = || {
         let mut command =
-            sessionlake(&lake, &["api", "--addr", "127.0.0.1:0", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]);
+            lake.command(&["api", "--addr", "127.0.0.1:0", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]);
         command.env("SESSIONLAKE_API_COMPACT_AFTER_COMMITS", "4");
         command
     };
@@ -262,7 +269,7 @@ async fn two_api_processes_post_into_one_lake() {
     let warnings: Vec<&str> = logs.lines().filter(|line| line.contains("WARN") || line.contains("ERROR")).collect();
     assert!(statuses.iter().all(|status| *status == 202), "every batch accepted: {statuses:?}\n{warnings:#?}");
 
-    let batches = query::sql(&Lake::new(&lake), "SELECT \"UNIQUE_ID_ROW\" FROM r_session_events").await.unwrap();
+    let batches = query::sql(&lake.lake(), "SELECT \"UNIQUE_ID_ROW\" FROM r_session_events").await.unwrap();
     let rows: Vec<String> =
         query::text_rows(&batches).unwrap().into_iter().map(|row| row[0].clone().unwrap()).collect();
     let distinct: BTreeSet<&String> = rows.iter().collect();
@@ -274,7 +281,7 @@ async fn two_api_processes_post_into_one_lake() {
     report::record(
         "concurrency",
         json!({
-            "what": "two API processes posting into one lake, compacting every 4 commits",
+            "what": format!("two API processes posting into one {} lake, compacting every 4 commits", lake.kind()),
             "conflicts_logged": conflicts(&logs),
             "rows_compared": expected.len(),
             "duplicates": rows.len() - distinct.len(),
@@ -290,10 +297,10 @@ async fn two_api_processes_post_into_one_lake() {
 }
 
 /// `sessionlake run --source FILE` into `lake` and `keyspace`.
-fn run_command(lake: &Path, file: &Path, nodes: &str, keyspace: &str) -> std::process::Command {
+pub fn run_command(lake: impl Into<TestLake>, file: &Path, nodes: &str, keyspace: &str) -> std::process::Command {
     let file = file.display().to_string();
     let mut command =
-        sessionlake(lake, &["run", "--source", &file, "--cassandra-nodes", nodes, "--keyspace", keyspace]);
+        lake.into().command(&["run", "--source", &file, "--cassandra-nodes", nodes, "--keyspace", keyspace]);
     command.env("SESSIONLAKE_LOG", "warn,sessionlake_lake::raw=info,sessionlake_lake::sessions=info");
     command
 }
@@ -353,49 +360,52 @@ async fn two_runs_on_one_lake_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn run_while_up_follows() {
     let dir = tempfile::tempdir().unwrap();
-    let files = dataset(dir.path(), 17);
+    run_while_up_follows_on(&TestLake::local(&dir.path().join("lake")), dir.path()).await;
+}
+
+/// `up` follows `lake` while a `run` lands and refines a second file into
+/// it: the tables end as two runs one after the other leave them (a local
+/// reference in `dir`).
+pub async fn run_while_up_follows_on(lake: &TestLake, dir: &Path) {
+    let files = dataset(dir, 17);
     let nodes = nodes();
     let session = connect(&nodes).await;
-    let lake = dir.path().join("lake");
-    let reference_keyspace = keyspace("run_up_reference");
-    let keyspace = keyspace("run_up");
+    let reference_keyspace = keyspace(&format!("run_up_reference_{}", lake.kind()));
+    let keyspace = keyspace(&format!("run_up_{}", lake.kind()));
     let first = files[0].display().to_string();
-    let mut command = sessionlake(
-        &lake,
-        &[
-            "up",
-            "--source",
-            &first,
-            "--cassandra-nodes",
-            &nodes,
-            "--keyspace",
-            &keyspace,
-            "--addr",
-            "127.0.0.1:0",
-            "--poll-seconds",
-            "0.1",
-        ],
-    );
+    let mut command = lake.command(&[
+        "up",
+        "--source",
+        &first,
+        "--cassandra-nodes",
+        &nodes,
+        "--keyspace",
+        &keyspace,
+        "--addr",
+        "127.0.0.1:0",
+        "--poll-seconds",
+        "0.1",
+    ]);
     command.env_remove("SESSIONLAKE_API_KEYS").env_remove("SESSIONLAKE_API_KEYS_FILE");
     let up = ApiProcess::spawn(command, "API ready on ", Duration::from_secs(300));
 
     // A `run` beside the followers: its sessions and serve stages race
     // theirs on the same tables.
-    let output = run_command(&lake, &files[1], &nodes, &keyspace).output().unwrap();
+    let output = run_command(lake, &files[1], &nodes, &keyspace).output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "run beside up succeeds: {log}");
 
-    let reference = dir.path().join("reference");
+    let reference = dir.join("reference");
     for file in &files {
         report(run_command(&reference, file, &nodes, &reference_keyspace));
     }
     let expected = lake_rows(&reference).await;
     let expected_served = dump(&session, &reference_keyspace).await;
     wait_until(Duration::from_secs(60), "up's followers catch up", || async {
-        lake_rows(&lake).await[2] == expected[2] && dump(&session, &keyspace).await == expected_served
+        lake_rows(lake).await[2] == expected[2] && dump(&session, &keyspace).await == expected_served
     })
     .await;
-    assert!(lake_rows(&lake).await[0] == expected[0], "raw rows equal");
+    assert!(lake_rows(lake).await[0] == expected[0], "raw rows equal");
     let up_log = up.stop();
     // The followers may lose commit races to the run (retried inside a
     // pass), but no pass fails.
@@ -404,7 +414,7 @@ async fn run_while_up_follows() {
     report::record(
         "concurrency",
         json!({
-            "what": "`run` while `up` follows",
+            "what": format!("`run` while `up` follows, {} lake", lake.kind()),
             "conflicts_logged": conflicts(&log) + conflicts(&up_log),
             "rows_compared": expected[0].len() + expected[2].len(),
             "duplicates": 0,

@@ -20,9 +20,10 @@ use serde_json::{Value, json};
 use sessionlake_model::crash;
 
 use crate::dataset::dataset;
+use crate::lakes::TestLake;
 use crate::report;
 use crate::snapshot::Snapshot;
-use crate::support::{connect, drop_keyspace, nodes, sessionlake};
+use crate::support::{connect, drop_keyspace, nodes};
 
 /// How a command is killed.
 #[derive(Debug, Clone)]
@@ -41,30 +42,27 @@ struct Reference {
 }
 
 /// The pipeline, one `run` per file, into `lake` and `keyspace`.
-fn commands(lake: &Path, files: &[PathBuf; 2], keyspace: &str) -> Vec<Command> {
+fn commands(lake: &TestLake, files: &[PathBuf; 2], keyspace: &str) -> Vec<Command> {
     let nodes = nodes();
     files
         .iter()
         .map(|file| {
-            let mut command = sessionlake(
-                lake,
-                &[
-                    "run",
-                    "--source",
-                    &file.display().to_string(),
-                    "--cassandra-nodes",
-                    &nodes,
-                    "--keyspace",
-                    keyspace,
-                    // Small gold MERGEs and serve ranges: more places to die.
-                    "--max-rows-per-batch",
-                    "300",
-                    "--max-versions-per-range",
-                    "1",
-                    "--concurrency",
-                    "8",
-                ],
-            );
+            let mut command = lake.command(&[
+                "run",
+                "--source",
+                &file.display().to_string(),
+                "--cassandra-nodes",
+                &nodes,
+                "--keyspace",
+                keyspace,
+                // Small gold MERGEs and serve ranges: more places to die.
+                "--max-rows-per-batch",
+                "300",
+                "--max-versions-per-range",
+                "1",
+                "--concurrency",
+                "8",
+            ]);
             command.env("SESSIONLAKE_LOG", "warn,sessionlake_lake=info,sessionlake_serving=info");
             command
         })
@@ -156,20 +154,41 @@ fn pick_kill(rng: &mut ChaCha8Rng, reference: &Reference, trial: usize) -> Kill 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_anywhere_then_a_restart_ends_like_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let lakes = |name: &str| TestLake::local(&dir.path().join(name));
+    crash_trials(dir.path(), lakes, "TORTURE_KILLS", 20, "crash").await;
+}
+
+/// The number of kills to land: `$variable`, else `default`.
+pub fn wanted_kills(variable: &str, default: usize) -> usize {
+    std::env::var(variable).ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
+/// Crash trials with the lakes `lakes` makes (one per trial name, and one
+/// for the uninterrupted run), in keyspaces of their own, until the number
+/// of kills `$kills_variable` (else `default_kills`) has landed. `filter`
+/// names the test in the replay hint.
+pub async fn crash_trials(
+    dir: &Path,
+    lakes: impl Fn(&str) -> TestLake,
+    kills_variable: &str,
+    default_kills: usize,
+    filter: &str,
+) {
     let seed: u64 = std::env::var("TORTURE_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
         .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
-    let wanted_kills: usize = std::env::var("TORTURE_KILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
-    eprintln!("crash trials: TORTURE_SEED={seed} TORTURE_KILLS={wanted_kills}");
-    let replay = format!("replay with TORTURE_SEED={seed} cargo test --test torture crash");
+    let wanted_kills = wanted_kills(kills_variable, default_kills);
+    let kind = lakes("reference").kind();
+    eprintln!("crash trials ({kind} lake): TORTURE_SEED={seed} {kills_variable}={wanted_kills}");
+    let replay = format!("replay with TORTURE_SEED={seed} cargo test --test torture {filter}");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let files = dataset(dir.path(), seed % 1000);
+    let files = dataset(dir, seed % 1000);
     let session = connect(&nodes()).await;
 
-    let keyspace = |trial: usize| format!("t_crash_{}_{trial}", std::process::id());
-    let reference_lake = dir.path().join("reference");
+    let keyspace = |trial: usize| format!("t_crash_{kind}_{}_{trial}", std::process::id());
+    let reference_lake = lakes("reference");
     let references: Vec<Reference> = commands(&reference_lake, &files, &keyspace(0))
         .into_iter()
         .map(|command| run_clean(command, "the uninterrupted run"))
@@ -189,10 +208,11 @@ async fn a_crash_anywhere_then_a_restart_ends_like_an_uninterrupted_run() {
 
     let mut kills_landed = 0;
     let mut trial = 0;
-    while kills_landed < wanted_kills {
+    // At least one trial per crash point, however few kills are wanted.
+    while kills_landed < wanted_kills || trial < crash::POINTS.len() {
         trial += 1;
-        assert!(trial <= wanted_kills * 3, "too few kills landed ({kills_landed}); {replay}");
-        let lake = dir.path().join(format!("trial-{trial}"));
+        assert!(trial <= wanted_kills.max(crash::POINTS.len()) * 3, "too few kills landed ({kills_landed}); {replay}");
+        let lake = lakes(&format!("trial-{trial}"));
         let target = rng.random_range(0..files.len());
         let kills: Vec<Kill> = (0..if rng.random_bool(0.3) { 2 } else { 1 })
             .map(|_| pick_kill(&mut rng, &references[target], trial))
@@ -219,6 +239,7 @@ async fn a_crash_anywhere_then_a_restart_ends_like_an_uninterrupted_run() {
         report::record(
             "crash",
             json!({
+                "lake": kind,
                 "seed": seed,
                 "trial": trial,
                 "kills": landed,
@@ -235,5 +256,7 @@ async fn a_crash_anywhere_then_a_restart_ends_like_an_uninterrupted_run() {
         drop_keyspace(&session, &keyspace(trial)).await;
     }
     drop_keyspace(&session, &keyspace(0)).await;
-    eprintln!("crash trials: {trial} trials, {kills_landed} kills landed, all equal to the uninterrupted run");
+    eprintln!(
+        "crash trials ({kind} lake): {trial} trials, {kills_landed} kills landed, all equal to the uninterrupted run"
+    );
 }

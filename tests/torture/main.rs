@@ -15,10 +15,14 @@ mod crash;
 mod dataset;
 /// Hostile input files: the corpus in `tests/corpus`, each case's outcome.
 mod hostile_files;
+/// Where a test's lake is: local disk or an S3 server.
+mod lakes;
 /// Cassandra down under load; the lake's disk full or read-only.
 mod outage;
 /// The suite's report: one JSON line per check.
 mod report;
+/// The same promises with the lake on a real S3 server (SeaweedFS).
+mod s3;
 /// Credentials from configuration; CQL in values is only data.
 mod security;
 /// What the lake and the serving tables hold, as comparable values.

@@ -3,11 +3,11 @@
 //! written), the landing zone, and every row of the two serving tables.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use scylla::client::session::Session;
 use sessionlake_lake::{Lake, query};
 
+use crate::lakes::TestLake;
 use crate::support::{ServingRows, dump};
 
 /// Rows as text, one vector of columns per row, sorted.
@@ -37,20 +37,10 @@ const SESSIONS: &str = "SELECT session_id, country, player_id, CAST(start_ts AS 
 
 impl Snapshot {
     /// Reads the lake at `lake` and the serving tables of `keyspace`.
-    pub async fn take(lake: &Path, session: &Session, keyspace: &str) -> Self {
-        let landing_dir = Lake::new(lake).landing_dir();
-        let mut landing: Vec<(String, u64)> = std::fs::read_dir(&landing_dir)
-            .map(|entries| {
-                entries
-                    .map(|entry| entry.unwrap())
-                    .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.metadata().unwrap().len()))
-                    .filter(|(name, _)| name != "_manifest.jsonl" && name != "_manifest")
-                    .collect()
-            })
-            .unwrap_or_default();
-        landing.sort();
-        let [raw, rejected, sessions] = lake_rows(lake).await;
-        Self { landing, raw, rejected, sessions, served: dump(session, keyspace).await }
+    pub async fn take(lake: impl Into<TestLake>, session: &Session, keyspace: &str) -> Self {
+        let lake = lake.into();
+        let [raw, rejected, sessions] = lake_rows(&lake).await;
+        Self { landing: lake.landing().await, raw, rejected, sessions, served: dump(session, keyspace).await }
     }
 
     /// Rows compared when two snapshots are compared.
@@ -116,12 +106,13 @@ impl Snapshot {
 }
 
 /// The rows of the raw, rejected and sessions tables, sorted.
-pub async fn lake_rows(lake: &Path) -> [Rows; 3] {
-    [rows(lake, RAW).await, rows(lake, REJECTED).await, rows(lake, SESSIONS).await]
+pub async fn lake_rows(lake: impl Into<TestLake>) -> [Rows; 3] {
+    let lake = lake.into().lake();
+    [rows(&lake, RAW).await, rows(&lake, REJECTED).await, rows(&lake, SESSIONS).await]
 }
 
-async fn rows(lake: &Path, statement: &str) -> Rows {
-    let batches = query::sql(&Lake::new(lake), statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+async fn rows(lake: &Lake, statement: &str) -> Rows {
+    let batches = query::sql(lake, statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
     let mut rows = query::text_rows(&batches).unwrap();
     rows.sort();
     rows

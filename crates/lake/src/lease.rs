@@ -149,9 +149,10 @@ impl Lease {
         release(self.store.as_ref(), &self.folder, &self.owner, &self.held).await
     }
 
-    /// Stops renewing, so the lease expires while `self` is still held.
-    #[cfg(test)]
-    fn stop_renewing(&mut self) {
+    /// Stops renewing, so the lease expires while `self` is still held (a
+    /// holder paused, partitioned or too slow to renew: for tests).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn stop_renewing(&mut self) {
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
         }

@@ -28,6 +28,8 @@ pub mod query;
 pub mod raw;
 pub mod schema;
 pub mod sessions;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod txn;
 
 pub use error::{LakeError, Result};

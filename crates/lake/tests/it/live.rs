@@ -391,6 +391,63 @@ async fn two_compactions_at_once_double_nothing() {
     compactions_at_once_double_nothing(&Lake::new(dir.path().join("lake")), dir.path()).await;
 }
 
+/// A compaction holder whose lease expired (paused past its TTL, so it
+/// never renewed) commits nothing; the next holder, once the grace is
+/// over, is the one compaction that commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_under_an_expired_lease_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    an_expired_compaction_lease_commits_nothing(&Lake::new(dir.path().join("lake")), dir.path()).await;
+}
+
+/// Live appends into `lake` (eight small files per date), then a holder
+/// of the compaction lease that stopped renewing tries to compact.
+pub async fn an_expired_compaction_lease_commits_nothing(lake: &Lake, scratch: &Path) {
+    use sessionlake_lake::LakeError;
+    use sessionlake_lake::lease::{Lease, LeaseSettings};
+    use sessionlake_lake::raw::live::{compact_dates_under, compaction_lease_folder};
+
+    let (file, _) = generated(scratch, 300, 45, 0.0);
+    let events = on_dates(events_of(&file), &DATES);
+    let live = LiveIngest::start(lake.clone(), settings()).await.unwrap();
+    for chunk in events.chunks(events.len().div_ceil(8)) {
+        live.append(chunk.to_vec()).await.unwrap();
+    }
+    live.shutdown().await.unwrap();
+    let dates: BTreeSet<i32> = events.iter().map(|event| event.event_day()).collect();
+    let files_before = files_per_date(lake).await;
+    assert!(files_before.values().all(|&files| files > 1), "{files_before:?}");
+    let before = version(lake, tables::RAW_TABLE_DIR).await;
+
+    // Its fence's deadline (a margin before expiry) passes 1 ms after taking;
+    // takers wait out a short grace (the same for every taker).
+    let settings = LeaseSettings {
+        ttl: Duration::from_millis(301),
+        grace: Duration::from_millis(700),
+        margin: Duration::from_millis(300),
+    };
+    let mut stale = Lease::try_take(lake.store().unwrap(), compaction_lease_folder(), settings).await.unwrap().unwrap();
+    stale.stop_renewing();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let outcome = compact_dates_under(&stale, lake, &dates, 64 << 20, 10).await;
+    assert!(matches!(outcome, Err(LakeError::LeaseLost { .. })), "{outcome:?}");
+    assert_eq!(version(lake, tables::RAW_TABLE_DIR).await, before, "the expired holder committed nothing");
+    let normal = LeaseSettings { grace: settings.grace, ..LeaseSettings::default() };
+    let take = || Lease::try_take(lake.store().unwrap(), compaction_lease_folder(), normal);
+    assert!(take().await.unwrap().is_none(), "within the grace nobody takes over");
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let taker = take().await.unwrap().expect("the next holder takes the lease");
+    let (metrics, _) = compact_dates_under(&taker, lake, &dates, 64 << 20, 10).await.unwrap();
+    taker.release().await.unwrap();
+    assert_eq!(metrics.num_files_removed, files_before.values().sum::<u64>());
+    assert_eq!(version(lake, tables::RAW_TABLE_DIR).await, before.map(|version| version + 1), "one commit");
+    assert_eq!(raw_rows(lake).await, distinct(&events), "no row doubled or lost");
+    assert_eq!(files_per_date(lake).await.values().copied().collect::<BTreeSet<u64>>(), BTreeSet::from([1]));
+    // The expired holder still cannot commit, even after the compaction.
+    assert!(matches!(stale.fence(async {}).await, Err(LakeError::LeaseLost { .. })));
+}
+
 /// Live appends into `lake`, then two compactions of their dates at once:
 /// exactly one compacts, no row is doubled (`scratch`: a folder for inputs).
 pub async fn compactions_at_once_double_nothing(lake: &Lake, scratch: &Path) {

@@ -3,66 +3,18 @@
 //! and stopped after it. The same exactness, races and coordination as on
 //! local disk, through deltalake's S3 log store and object_store.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
-use sessionlake_lake::Lake;
 use sessionlake_lake::landing::{Ingest, Manifest, Source};
 use sessionlake_lake::lease::{Lease, LeaseSettings};
+use sessionlake_lake::testing::S3Server;
 use sessionlake_model::tables;
 
-use crate::live::compactions_at_once_double_nothing;
+use crate::live::{an_expired_compaction_lease_commits_nothing, compactions_at_once_double_nothing};
 use crate::pipeline::lands_exactly;
 use crate::util::{count, generated, ingest, raw, sessions};
-
-/// A SeaweedFS server of this test; stopped when dropped.
-struct S3Server {
-    home: tempfile::TempDir,
-    address: &'static str,
-    /// What `scripts/s3 env` exports: endpoint, keys, region, plain HTTP.
-    options: BTreeMap<String, String>,
-}
-
-impl S3Server {
-    fn start(address: &'static str) -> Self {
-        let home = tempfile::tempdir().unwrap();
-        let mut server = Self { home, address, options: BTreeMap::new() };
-        let output = server.script(&["start"]);
-        assert!(output.status.success(), "scripts/s3 start failed:\n{}", String::from_utf8_lossy(&output.stderr));
-        let env = String::from_utf8(server.script(&["env"]).stdout).unwrap();
-        server.options = env
-            .lines()
-            .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-            .filter(|(key, _)| *key != "AWS_DEFAULT_REGION")
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect();
-        server
-    }
-
-    fn script(&self, args: &[&str]) -> std::process::Output {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3");
-        Command::new(script)
-            .args(args)
-            .env("S3_ADDRESS", self.address)
-            .env("S3_HOME_DIR", self.home.path())
-            .output()
-            .expect("scripts/s3 runs")
-    }
-
-    /// A lake under `s3://lake/<prefix>` of this server.
-    fn lake(&self, prefix: &str) -> Lake {
-        Lake::parse(&format!("s3://lake/{prefix}")).unwrap().with_storage_options(self.options.clone())
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.script(&["stop"]);
-    }
-}
 
 fn renamed(file: &Path, folder: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(folder).unwrap();
@@ -91,12 +43,12 @@ async fn a_lake_on_s3_is_as_exact_and_as_safe_as_on_local_disk() {
     // Two ingests of different bytes under one name at once: both land,
     // each entry names its own bytes.
     let lake = server.lake("race");
-    let sources: Vec<PathBuf> = (0..2)
+    let (sources, raw_truths): (Vec<PathBuf>, Vec<u64>) = (0..2)
         .map(|n| {
-            let (file, _) = generated(dir.path(), 150, 200 + n, 0.0);
-            renamed(&file, &dir.path().join(format!("race-{n}")), "events.jsonl.bz2")
+            let (file, truth) = generated(dir.path(), 150, 200 + n, 0.0);
+            (renamed(&file, &dir.path().join(format!("race-{n}")), "events.jsonl.bz2"), truth.raw_rows)
         })
-        .collect();
+        .unzip();
     let landings: Vec<_> = sources
         .iter()
         .map(|source| {
@@ -121,10 +73,9 @@ async fn a_lake_on_s3_is_as_exact_and_as_safe_as_on_local_disk() {
 
     // Two raw runs at once: every row once.
     let (first, second) = tokio::join!(raw(&lake, false), raw(&lake, false));
-    let (first_truth, second_truth) =
-        (generated(dir.path(), 150, 200, 0.0).1.raw_rows, generated(dir.path(), 150, 201, 0.0).1.raw_rows);
-    assert_eq!(count(&lake, "SELECT COUNT(*) FROM r_session_events").await, first_truth + second_truth);
-    assert!(first.inserted + second.inserted <= first_truth + second_truth, "{first:?} {second:?}");
+    let truth: u64 = raw_truths.iter().sum();
+    assert_eq!(count(&lake, "SELECT COUNT(*) FROM r_session_events").await, truth);
+    assert_eq!(first.inserted + second.inserted, truth, "each row inserted by one of them: {first:?} {second:?}");
     assert_eq!(raw(&lake, false).await.inserted, 0);
 
     // A landed object whose bytes changed is quarantined, not trusted.
@@ -164,6 +115,7 @@ async fn a_lake_on_s3_is_as_exact_and_as_safe_as_on_local_disk() {
     assert_eq!(held.len(), 1, "exactly one of 20 takers holds the lease");
     held.pop().unwrap().release().await.unwrap();
     compactions_at_once_double_nothing(&server.lake("compaction"), dir.path()).await;
+    an_expired_compaction_lease_commits_nothing(&server.lake("expired-lease"), dir.path()).await;
 
     // Wrong credentials: one clear error, naming the refusal.
     let wrong = server.lake("exact").with_storage_options([("AWS_SECRET_ACCESS_KEY".to_string(), "wrong".to_string())]);

@@ -102,10 +102,31 @@ pub async fn optimize_dates(
     target_size: u64,
     max_conflict_retries: u32,
 ) -> Result<Option<(Metrics, u32)>> {
-    let folder = object_store::path::Path::from(format!("{}/{LEASE_FOLDER}", RAW.dir));
-    let Some(lease) = Lease::try_take(lake.store()?, folder, LeaseSettings::default()).await? else {
+    let Some(lease) = Lease::try_take(lake.store()?, lease_folder(), LeaseSettings::default()).await? else {
         return Ok(None);
     };
+    let outcome = optimize_dates_under(&lease, lake, dates, target_size, max_conflict_retries).await;
+    if let Err(error) = lease.release().await {
+        warn!(%error, "releasing the compaction lease failed; it expires by itself");
+    }
+    outcome.map(Some)
+}
+
+/// Where the raw table's compaction lease is, in the lake's store.
+pub fn lease_folder() -> object_store::path::Path {
+    object_store::path::Path::from(format!("{}/{LEASE_FOLDER}", RAW.dir))
+}
+
+/// The OPTIMIZE of [`optimize_dates`], fenced by `lease` (held by the
+/// caller): it fails with [`LakeError::LeaseLost`], committing nothing,
+/// once the lease is lost or about to expire.
+pub async fn optimize_dates_under(
+    lease: &Lease,
+    lake: &Lake,
+    dates: &BTreeSet<i32>,
+    target_size: u64,
+    max_conflict_retries: u32,
+) -> Result<(Metrics, u32)> {
     let date_texts: Vec<String> = dates.iter().map(|&day| date_of_day(day).to_string()).collect();
     let filters =
         [(columns::EVENT_DATE, FilterOp::In, FilterValue::Set(date_texts.iter().map(String::as_str).collect()))];
@@ -118,7 +139,7 @@ pub async fn optimize_dates(
                 message: "the table to compact does not exist".to_string(),
             })?;
             match table.optimize().with_filters(&filters).with_target_size(target_size).await {
-                Ok((_, metrics)) => return Ok(Some((metrics, conflicts_retried))),
+                Ok((_, metrics)) => return Ok((metrics, conflicts_retried)),
                 Err(error) => {
                     back_off_after_conflict(error, &mut conflicts_retried, max_conflict_retries, "a compaction")
                         .await
@@ -127,9 +148,5 @@ pub async fn optimize_dates(
             }
         }
     };
-    let outcome = lease.fence(optimize).await;
-    if let Err(error) = lease.release().await {
-        warn!(%error, "releasing the compaction lease failed; it expires by itself");
-    }
-    outcome?
+    lease.fence(optimize).await?
 }

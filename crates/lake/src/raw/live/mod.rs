@@ -43,7 +43,10 @@ use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use crate::schema::RAW;
 
-pub use compaction::optimize_dates as compact_dates;
+pub use compaction::{
+    lease_folder as compaction_lease_folder, optimize_dates as compact_dates,
+    optimize_dates_under as compact_dates_under,
+};
 pub use stats::LiveStats;
 
 /// Settings of live ingest.
