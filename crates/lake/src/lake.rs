@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use object_store::ObjectStore;
@@ -23,6 +23,27 @@ pub struct Lake {
     /// Object-store settings given in code (`aws_access_key_id`, …), over
     /// the `AWS_*` variables.
     options: BTreeMap<String, String>,
+    /// The store [`Lake::store`] built, shared by clones (one connection
+    /// pool per lake, not per call).
+    store: StoreCache,
+}
+
+/// A lazily built store; not part of a lake's identity.
+#[derive(Clone, Default)]
+struct StoreCache(Arc<OnceLock<Arc<dyn ObjectStore>>>);
+
+impl PartialEq for StoreCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for StoreCache {}
+
+impl std::fmt::Debug for StoreCache {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.get().is_some() { "StoreCache(built)" } else { "StoreCache(empty)" })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +57,7 @@ enum Location {
 impl Lake {
     /// A lake in the local folder `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { location: Location::Local(root.into()), options: BTreeMap::new() }
+        Self { location: Location::Local(root.into()), options: BTreeMap::new(), store: StoreCache::default() }
     }
 
     /// A lake at `text`: `s3://bucket[/prefix]` (endpoint and credentials
@@ -60,7 +81,7 @@ impl Lake {
                 if !url.path().ends_with('/') {
                     url.set_path(&format!("{}/", url.path()));
                 }
-                Ok(Self { location: Location::S3(url), options: BTreeMap::new() })
+                Ok(Self { location: Location::S3(url), options: BTreeMap::new(), store: StoreCache::default() })
             }
             other => Err(unusable(format!("{other}:// is not supported (a path, file:// or s3://)"))),
         }
@@ -71,6 +92,7 @@ impl Lake {
     /// e.g. `AWS_ENDPOINT_URL`, `AWS_SECRET_ACCESS_KEY`; any case).
     pub fn with_storage_options(mut self, options: impl IntoIterator<Item = (String, String)>) -> Self {
         self.options.extend(options.into_iter().map(|(key, value)| (key.to_ascii_uppercase(), value)));
+        self.store = StoreCache::default();
         self
     }
 
@@ -117,6 +139,14 @@ impl Lake {
     /// relative to it (`raw/assignment_data/r_session_events/…`). A local
     /// root is created if missing.
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>> {
+        if let Some(store) = self.store.0.get() {
+            return Ok(Arc::clone(store));
+        }
+        let store = self.build_store()?;
+        Ok(Arc::clone(self.store.0.get_or_init(|| store)))
+    }
+
+    fn build_store(&self) -> Result<Arc<dyn ObjectStore>> {
         let unusable = |source: object_store::Error| LakeError::Store {
             action: "opening",
             location: self.display(),
