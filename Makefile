@@ -45,10 +45,12 @@ lint:
 
 # Starts the project's Cassandra for the tests (fetched from Maven Central on
 # first use) and stops it afterwards, unless it was already running. The S3
-# server the lake's S3 tests start themselves is built first (once per
-# machine: about 15 minutes on 2 cores, then cached).
+# server the S3 tests start themselves is built first (once per machine:
+# about 15 minutes on 2 cores, then cached), alongside the Rust build of the
+# tests: its module downloads and its niced compiles fill the Rust build's
+# idle time on a fresh machine.
 unit:
-	scripts/s3 build
+	scripts/s3 build & s3_build=$$!; cargo test --workspace --no-run --quiet && wait $$s3_build
 	scripts/cassandra run cargo test --workspace
 	scripts/torture-report
 
