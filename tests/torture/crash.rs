@@ -132,11 +132,12 @@ fn stage_from_log(log: &str) -> String {
 
 /// A kill aimed at a command, from what its reference run did. The first
 /// trials go through every crash point in turn (so each stage is covered in
-/// every run); later ones pick a point, or a SIGKILL delay, at random.
+/// every run), the next one is a SIGKILL after a random delay; later ones
+/// pick a point, or a SIGKILL delay, at random.
 fn pick_kill(rng: &mut ChaCha8Rng, reference: &Reference, trial: usize) -> Kill {
     let name = match crash::POINTS.get(trial.wrapping_sub(1)) {
         Some(name) => name,
-        None if rng.random_bool(0.35) => {
+        None if trial == crash::POINTS.len() + 1 || rng.random_bool(0.35) => {
             return Kill::After(Duration::from_secs_f64(rng.random_range(0.0..reference.seconds)));
         }
         None => crash::POINTS[rng.random_range(0..crash::POINTS.len())],
@@ -208,8 +209,10 @@ pub async fn crash_trials(
 
     let mut kills_landed = 0;
     let mut trial = 0;
-    // At least one trial per crash point, however few kills are wanted.
-    while kills_landed < wanted_kills || trial < crash::POINTS.len() {
+    // At least one trial per crash point and one SIGKILL, however few kills
+    // are wanted.
+    let mut sigkills_landed = 0;
+    while kills_landed < wanted_kills || trial < crash::POINTS.len() || sigkills_landed == 0 {
         trial += 1;
         assert!(trial <= wanted_kills.max(crash::POINTS.len()) * 3, "too few kills landed ({kills_landed}); {replay}");
         let lake = lakes(&format!("trial-{trial}"));
@@ -230,6 +233,7 @@ pub async fn crash_trials(
                     };
                     landed.push(json!({"file": index, "kill": format!("{kill:?}"), "point": point, "stage": stage}));
                     kills_landed += usize::from(stage.is_some());
+                    sigkills_landed += usize::from(stage.is_some() && matches!(kill, Kill::After(_)));
                 }
             }
             run_clean(command, &format!("recovery in {context}"));

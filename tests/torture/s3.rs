@@ -25,9 +25,9 @@ const DOWN_FOR: Duration = Duration::from_secs(30);
 async fn on_s3_a_crash_anywhere_then_a_restart_ends_like_an_uninterrupted_run() {
     let server = S3Server::start("127.0.0.61");
     let dir = tempfile::tempdir().unwrap();
-    // Every crash point once, then random ones (fewer than on local disk:
-    // each trial is slower on S3).
-    crash_trials(dir.path(), |name| TestLake::on(&server, name), "TORTURE_S3_KILLS", 8, "on_s3_a_crash").await;
+    // Every crash point once, a SIGKILL, then random ones (fewer than on
+    // local disk: each trial is slower on S3).
+    crash_trials(dir.path(), |name| TestLake::on(&server, name), "TORTURE_S3_KILLS", 10, "on_s3_a_crash").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
