@@ -102,16 +102,7 @@ fn quiet_caught_upload_abort_panics() {
     }));
 }
 
-/// The error and its causes on one line, each said once: many library
-/// errors repeat their source's text in their own, which `{:#}` would print
-/// again for every level (found by the torture suite's full-disk test).
+/// The error and its causes on one line, each said once.
 pub(crate) fn one_line(error: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if !parts.last().is_some_and(|last| last.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
+    sessionlake_lake::error::one_line(error.as_ref())
 }

@@ -161,3 +161,20 @@ pub(crate) fn store_summary(error: &object_store::Error) -> String {
     }
     summary.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// An error and its causes on one line, each said once. Libraries hide the
+/// useful part in the source chain (reqwest's "connection refused"), and
+/// many repeat their source's text in their own, which printing every level
+/// would say again (found by the torture suite's full-disk test).
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        cause = current.source();
+    }
+    parts.join(": ")
+}

@@ -18,6 +18,7 @@
 //! Exactly-once progress is kept inside the Delta tables themselves, as
 //! application transactions committed together with the data.
 
+mod commit_retry;
 pub mod error;
 mod expr;
 pub mod lake;

@@ -18,7 +18,7 @@ use sessionlake_model::{crash, tables};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ManifestEntry, Recorded};
-use crate::error::{LakeError, Result};
+use crate::error::{LakeError, Result, one_line};
 use crate::lake::Lake;
 use crate::progress;
 
@@ -585,17 +585,4 @@ pub(crate) fn sha256_of_file(path: &Path) -> Result<String> {
 
 fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|handle| handle.sync_all()).map_err(LakeError::io("syncing", dir))
-}
-
-/// An error and its causes on one line (reqwest hides the useful part in
-/// the source chain, e.g. "connection refused").
-fn one_line(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -31,32 +31,31 @@
 //!
 //! [`live`] writes the same table from `POST /events`, many requests per
 //! commit, with the same identity (EVENT_DATE + UNIQUE_ID_ROW). Both re-run
-//! a MERGE that loses a commit race (`merge_new_rows`), so they can run
+//! a MERGE that loses a commit race (`merge`), so they can run
 //! at the same time.
 
 mod batch;
 pub mod live;
+mod merge;
 pub mod quarantine;
 pub mod read;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::logical_expr::Expr;
-use deltalake::datafusion::prelude::{SessionContext, lit};
+use deltalake::datafusion::prelude::lit;
 use deltalake::datafusion::scalar::ScalarValue;
-use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
-use deltalake::operations::merge::MergeMetrics;
+use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use sessionlake_model::tables::raw as columns;
 use sessionlake_model::time::date_of_day;
 use sessionlake_model::{Event, RejectReason, crash};
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
-use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
+use crate::expr::target;
 use crate::lake::Lake;
 use crate::landing::{self, Manifest, ManifestEntry};
 use crate::schema::{RAW, REJECTED};
@@ -64,6 +63,7 @@ use crate::{progress, txn};
 
 pub use batch::raw_batch;
 pub use live::{Appended, LiveIngest, LiveReport, LiveSettings, LiveStats};
+pub(crate) use merge::{distinct_events, merge_new_rows};
 pub use quarantine::{CORRUPT_FILE, Quarantine, QuarantineChange, QuarantinedFile};
 
 /// Event dates processed in debug mode (1-based positions among a file's
@@ -362,17 +362,6 @@ where
     }
 }
 
-/// The distinct events among `events`, first occurrences in order: an exact
-/// repeat (every field equal) is a duplicate, not a second event, while a
-/// conflicting repeat (same kind and session, another ts, player or
-/// country) is an event of its own. Keeping every distinct event is what
-/// makes the raw table a function of the set of input lines: "first one
-/// wins" would depend on arrival order.
-pub(crate) fn distinct_events(events: &[Event]) -> Vec<Event> {
-    let mut seen = HashSet::with_capacity(events.len());
-    events.iter().filter(|event| seen.insert(**event)).copied().collect()
-}
-
 /// How many times a raw MERGE is re-run after losing a commit race to
 /// another writer (live ingest, a compaction, another raw run). A date's
 /// MERGE takes far longer than a live commit, so under a steady stream of
@@ -409,103 +398,6 @@ async fn merge_date(
         "merged raw micro-batch"
     );
     Ok((merged.table, metrics.num_target_rows_inserted as u64))
-}
-
-/// What one insert-only MERGE into the raw table did.
-pub(crate) struct MergedRows {
-    /// The table after the MERGE (at its commit, or at the version read when
-    /// nothing was new and no commit was made).
-    pub(crate) table: DeltaTable,
-    /// delta-rs's metrics of the attempt that committed.
-    pub(crate) metrics: MergeMetrics,
-    /// Attempts lost to a concurrent commit and re-run.
-    pub(crate) conflicts_retried: u32,
-}
-
-/// MERGEs `batch` (rows distinct by EVENT_DATE + UNIQUE_ID_ROW) into the raw
-/// table, inserting the rows whose UNIQUE_ID_ROW is not yet in the target
-/// rows `date_condition` selects, with `markers` in the same commit.
-///
-/// A commit conflict (another writer added files to a partition this MERGE
-/// read) reloads the table and runs the MERGE again, up to
-/// `max_conflict_retries` times: the MERGE being insert-only and its
-/// markers absolute, a re-run never duplicates a row.
-pub(crate) async fn merge_new_rows(
-    mut table: DeltaTable,
-    batch: RecordBatch,
-    date_condition: Expr,
-    markers: Vec<(String, i64)>,
-    max_conflict_retries: u32,
-) -> Result<MergedRows> {
-    let predicate = date_condition.and(target(columns::UNIQUE_ID_ROW).eq(source(columns::UNIQUE_ID_ROW)));
-    let context = SessionContext::new();
-    let mut conflicts_retried = 0;
-    loop {
-        let source_frame = context.read_batch(batch.clone()).map_err(LakeError::query(RAW.name))?;
-        let attempt = table
-            .clone()
-            .merge(source_frame, predicate.clone())
-            .with_source_alias(SOURCE)
-            .with_target_alias(TARGET)
-            .with_commit_properties(txn::commit_with(markers.clone()))
-            .when_not_matched_insert(|insert| insert_every_column(&RAW, insert))
-            .map_err(LakeError::delta(RAW.name))?
-            .await;
-        match attempt {
-            Ok((table, metrics)) => return Ok(MergedRows { table, metrics, conflicts_retried }),
-            Err(error) => {
-                back_off_after_conflict(error, &mut conflicts_retried, max_conflict_retries, "a raw merge")
-                    .await
-                    .map_err(LakeError::delta(RAW.name))?;
-                table.update_state().await.map_err(LakeError::delta(RAW.name))?;
-            }
-        }
-    }
-}
-
-/// What every commit-retry loop does after a failed attempt: when `error`
-/// is a commit conflict and fewer than `max` retries were made, counts one
-/// more in `retried`, logs it and waits [`conflict_backoff`], so the caller
-/// reloads and tries again; any other error, or one retry too many, is
-/// given back.
-pub(crate) async fn back_off_after_conflict(
-    error: DeltaTableError,
-    retried: &mut u32,
-    max: u32,
-    what: &str,
-) -> std::result::Result<(), DeltaTableError> {
-    if !is_commit_conflict(&error) || *retried >= max {
-        return Err(error);
-    }
-    *retried += 1;
-    let pause = conflict_backoff(*retried);
-    warn!(retry = *retried, reason = %error, "{what} lost a commit race; trying again in {pause:?}");
-    tokio::time::sleep(pause).await;
-    Ok(())
-}
-
-/// How long to wait before the `retry`-th attempt after a lost commit race:
-/// a random share of an exponentially growing bound (20 ms doubling, at most
-/// 1 s). Without it, two writers that commit at the same pace (two API
-/// processes on one lake) kept colliding until their retries ran out — found
-/// by the torture suite.
-fn conflict_backoff(retry: u32) -> std::time::Duration {
-    let bound_ms = (20u64 << retry.min(6)).min(1_000);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    let jitter = u64::from(nanos ^ std::process::id().rotate_left(16)) % (bound_ms + 1);
-    std::time::Duration::from_millis(jitter.max(bound_ms / 4))
-}
-
-/// Whether `error` means another writer committed first in a way this
-/// operation must see: reloading and running it again can succeed.
-pub(crate) fn is_commit_conflict(error: &DeltaTableError) -> bool {
-    matches!(
-        error,
-        DeltaTableError::VersionAlreadyExists(_)
-            | DeltaTableError::Transaction {
-                source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
-            }
-    )
 }
 
 /// Reason codes as report keys.

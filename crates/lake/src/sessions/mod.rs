@@ -45,10 +45,10 @@ use sessionlake_model::crash;
 use sessionlake_model::tables::{SESSIONS_APP_ID, raw, sessions as columns};
 use tracing::info;
 
+use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
 use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
 use crate::lake::Lake;
-use crate::raw::back_off_after_conflict;
 use crate::schema::{RAW, SESSIONS};
 use crate::{progress, query, txn};
 

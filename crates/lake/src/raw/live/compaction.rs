@@ -33,10 +33,10 @@ use sessionlake_model::time::date_of_day;
 use tracing::{info, warn};
 
 use super::stats::Counters;
+use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use crate::lease::{Lease, LeaseSettings};
-use crate::raw::back_off_after_conflict;
 use crate::schema::RAW;
 
 /// The folder of the raw table's compaction lease, in the table's folder.
