@@ -160,11 +160,6 @@ async fn a_crash_anywhere_then_a_restart_ends_like_an_uninterrupted_run() {
     crash_trials(dir.path(), lakes, "TORTURE_KILLS", 20, "crash").await;
 }
 
-/// The number of kills to land: `$variable`, else `default`.
-pub fn wanted_kills(variable: &str, default: usize) -> usize {
-    std::env::var(variable).ok().and_then(|n| n.parse().ok()).unwrap_or(default)
-}
-
 /// Crash trials with the lakes `lakes` makes (one per trial name, and one
 /// for the uninterrupted run), in keyspaces of their own, until the number
 /// of kills `$kills_variable` (else `default_kills`) has landed. `filter`
@@ -180,8 +175,9 @@ pub async fn crash_trials(
         .ok()
         .and_then(|seed| seed.parse().ok())
         .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
-    let wanted_kills = wanted_kills(kills_variable, default_kills);
-    let kind = lakes("reference").kind();
+    let wanted_kills: usize = std::env::var(kills_variable).ok().and_then(|n| n.parse().ok()).unwrap_or(default_kills);
+    let reference_lake = lakes("reference");
+    let kind = reference_lake.kind();
     eprintln!("crash trials ({kind} lake): TORTURE_SEED={seed} {kills_variable}={wanted_kills}");
     let replay = format!("replay with TORTURE_SEED={seed} cargo test --test torture {filter}");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -189,7 +185,6 @@ pub async fn crash_trials(
     let session = connect(&nodes()).await;
 
     let keyspace = |trial: usize| format!("t_crash_{kind}_{}_{trial}", std::process::id());
-    let reference_lake = lakes("reference");
     let references: Vec<Reference> = commands(&reference_lake, &files, &keyspace(0))
         .into_iter()
         .map(|command| run_clean(command, "the uninterrupted run"))

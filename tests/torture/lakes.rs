@@ -83,12 +83,6 @@ impl TestLake {
     }
 }
 
-impl From<&Path> for TestLake {
-    fn from(path: &Path) -> Self {
-        Self::local(path)
-    }
-}
-
 impl From<&PathBuf> for TestLake {
     fn from(path: &PathBuf) -> Self {
         Self::local(path)

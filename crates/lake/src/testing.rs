@@ -39,12 +39,6 @@ impl S3Server {
         self.expect_success(&["stop"]);
     }
 
-    /// SIGKILLs the server (an outage); [`S3Server::restart`] brings it
-    /// back with its data.
-    pub fn kill(&self) {
-        self.expect_success(&["kill"]);
-    }
-
     /// Starts the server again on the same data.
     pub fn restart(&self) {
         self.expect_success(&["start"]);

@@ -221,23 +221,24 @@ fn nanos() -> u128 {
 /// until its removal: the kernel releases it when the process dies, even by
 /// SIGKILL, so a temp file whose lock can be taken belongs to an ingest
 /// that died (see [`remove_orphans`]).
-struct RemoveOnDrop(Option<PathBuf>, Option<std::fs::File>);
+struct RemoveOnDrop {
+    path: PathBuf,
+    /// Dropped after the removal (fields drop after `Drop::drop`): the lock
+    /// is held until the file is gone.
+    _lock: std::fs::File,
+}
 
 impl RemoveOnDrop {
     /// Removes `incoming`'s file when dropped, holding its lock until then.
     fn of(incoming: &Incoming) -> Result<Self> {
-        let handle = incoming.file.try_clone().map_err(LakeError::io("opening", &incoming.path))?;
-        Ok(Self(Some(incoming.path.clone()), Some(handle)))
+        let lock = incoming.file.try_clone().map_err(LakeError::io("opening", &incoming.path))?;
+        Ok(Self { path: incoming.path.clone(), _lock: lock })
     }
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
-        }
-        // The lock goes with the handle, after the removal.
-        self.1.take();
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
