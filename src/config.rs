@@ -38,6 +38,14 @@ pub struct GlobalArgs {
     /// Debug mode: the raw stage merges only event dates 5 to 7 of each file.
     #[arg(long, global = true, env = "SESSIONLAKE_DEBUG", default_value_t = false)]
     pub debug: bool,
+    /// Most lines of a landed file the raw stage reads and merges at once
+    /// (one MERGE commit per chunk; memory follows the chunk, not the file).
+    #[arg(long, global = true, env = "SESSIONLAKE_RAW_CHUNK_LINES", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub raw_chunk_lines: u64,
+    /// Most decompressed MiB of a landed file in one raw chunk (at most 512,
+    /// which keeps every Arrow column under its 2 GiB offset limit).
+    #[arg(long, global = true, env = "SESSIONLAKE_RAW_CHUNK_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=512))]
+    pub raw_chunk_mb: u64,
     /// The service clock, an RFC 3339 instant (real UTC time when unset).
     #[arg(long, global = true, env = "SESSIONLAKE_NOW")]
     pub now: Option<DateTime<Utc>>,

@@ -225,6 +225,57 @@ fn chain_reports_match_the_truth() {
     );
 }
 
+/// A crash between two chunks of one file (the process aborts right after
+/// a chunk's MERGE commit), then a run with other chunk limits: it resumes
+/// after the merged lines and the tables end exactly as the truth says.
+#[test]
+fn a_crash_between_chunks_resumes_after_the_merged_lines_with_other_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("events.jsonl.bz2").display().to_string();
+    let truth_path = dir.path().join("truth.json").display().to_string();
+    report(&sessionlake(
+        &lake,
+        &[
+            "generate",
+            "--out",
+            &file,
+            "--sessions",
+            "700",
+            "--seed",
+            "9",
+            "--anomaly-rate",
+            "0.05",
+            "--truth",
+            &truth_path,
+        ],
+    ));
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+    report(&sessionlake(&lake, &["ingest", "--source", &file]));
+
+    let crashed = command(&lake, &["raw"])
+        .env("SESSIONLAKE_RAW_CHUNK_LINES", "300")
+        .env("SESSIONLAKE_CRASH_AT", "raw.after_chunk_merge:2")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success(), "the crash point aborts the run");
+    assert!(String::from_utf8_lossy(&crashed.stderr).contains("crash point raw.after_chunk_merge #2"));
+    let count = |table: &str| {
+        report(&sessionlake(&lake, &["sql", &format!("SELECT COUNT(*) AS n FROM {table}")]))[0]["n"].clone()
+    };
+    let merged_before = count("r_session_events").as_u64().unwrap();
+    assert!(merged_before > 0 && merged_before < truth["raw_rows"].as_u64().unwrap());
+
+    let resumed = report(&command(&lake, &["raw"]).env("SESSIONLAKE_RAW_CHUNK_LINES", "451").output().unwrap());
+    assert_eq!(resumed["lines_resumed"], 600, "two chunks of 300 lines were merged: {resumed}");
+    assert_eq!(resumed["lines"], truth["lines"].as_u64().unwrap() - 600);
+    assert_eq!(resumed["inserted"].as_u64().unwrap() + merged_before, truth["raw_rows"].as_u64().unwrap());
+    assert_eq!(count("r_session_events"), truth["raw_rows"]);
+    assert_eq!(count("r_session_events_rejected"), truth["rejected_rows"], "no rejected line lost or written twice");
+    let again = report(&sessionlake(&lake, &["raw"]));
+    assert_eq!((again["files_skipped"].as_u64(), again["lines"].as_u64()), (Some(1), Some(0)), "{again}");
+}
+
 fn assert_one_line_failure(output: &Output, needle: &str) {
     assert!(!output.status.success(), "must fail");
     let stderr = String::from_utf8_lossy(&output.stderr);

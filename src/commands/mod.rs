@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sessionlake_cassandra::CassandraConfig;
 use sessionlake_lake::landing::{Ingest, Source};
-use sessionlake_lake::raw::RawStage;
+use sessionlake_lake::raw::{ChunkLimits, RawStage};
 use sessionlake_lake::sessions::{SessionsReport, SessionsStage};
 use sessionlake_model::Clock;
 use sessionlake_serving::serve::{ServeReport, ServeStage, WriteSettings};
@@ -104,7 +104,12 @@ pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<()> {
 
 /// The raw stage as configured.
 fn raw_stage(global: &GlobalArgs) -> RawStage {
-    RawStage { lake: global.lake.clone(), debug: global.debug, show_progress: show_progress(global) }
+    RawStage {
+        lake: global.lake.clone(),
+        debug: global.debug,
+        chunk_limits: ChunkLimits { max_lines: global.raw_chunk_lines, max_bytes: global.raw_chunk_mb << 20 },
+        show_progress: show_progress(global),
+    }
 }
 
 /// `sessionlake raw`.

@@ -144,7 +144,7 @@ fn pick_kill(rng: &mut ChaCha8Rng, reference: &Reference, trial: usize) -> Kill 
     };
     let report = &reference.report;
     let passes = match name {
-        crash::RAW_AFTER_DATE_MERGE => report["raw"]["dates_merged"].as_u64(),
+        crash::RAW_AFTER_CHUNK_MERGE => report["raw"]["chunks_merged"].as_u64(),
         crash::SESSIONS_AFTER_MERGE => report["sessions"]["batches"].as_u64(),
         crash::SERVE_AFTER_REQUEST => report["serve"]["requests"].as_u64(),
         crash::SERVE_BEFORE_PROGRESS => report["serve"]["ranges"].as_u64(),

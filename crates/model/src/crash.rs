@@ -21,7 +21,7 @@ pub const POINTS: &[&str] = &[
     INGEST_BEFORE_RENAME,
     INGEST_BEFORE_MANIFEST,
     RAW_AFTER_REJECTED_COMMIT,
-    RAW_AFTER_DATE_MERGE,
+    RAW_AFTER_CHUNK_MERGE,
     SESSIONS_AFTER_MERGE,
     SERVE_AFTER_REQUEST,
     SERVE_BEFORE_PROGRESS,
@@ -33,8 +33,8 @@ pub const INGEST_BEFORE_RENAME: &str = "ingest.before_rename";
 pub const INGEST_BEFORE_MANIFEST: &str = "ingest.before_manifest";
 /// Raw: a file's rejected lines are committed, its dates not merged yet.
 pub const RAW_AFTER_REJECTED_COMMIT: &str = "raw.after_rejected_commit";
-/// Raw: one event date's MERGE is committed (with its progress marker).
-pub const RAW_AFTER_DATE_MERGE: &str = "raw.after_date_merge";
+/// Raw: one chunk's MERGE is committed (with its progress marker).
+pub const RAW_AFTER_CHUNK_MERGE: &str = "raw.after_chunk_merge";
 /// Sessions: one gold MERGE is committed (with the raw version it covers).
 pub const SESSIONS_AFTER_MERGE: &str = "sessions.after_merge";
 /// Serve: one CQL write is acknowledged, in the middle of a burst.

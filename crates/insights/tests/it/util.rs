@@ -25,7 +25,10 @@ pub async fn generated_lake(dir: &Path, sessions: u64, seed: u64, anomaly_rate: 
     let truth = generate_file(&GeneratorConfig { sessions, seed, anomaly_rate }, &file).expect("generate");
     let lake = Lake::new(dir.join("lake"));
     Ingest { lake: lake.clone(), source: Source::File(file), show_progress: false }.run().await.expect("ingest");
-    RawStage { lake: lake.clone(), debug: false, show_progress: false }.run().await.expect("raw");
+    RawStage { lake: lake.clone(), debug: false, chunk_limits: Default::default(), show_progress: false }
+        .run()
+        .await
+        .expect("raw");
     if stages == Stages::UpToSessions {
         SessionsStage {
             lake: lake.clone(),

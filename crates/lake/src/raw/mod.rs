@@ -2,32 +2,42 @@
 //! distinct valid event) and `r_session_events_rejected` (every other line,
 //! with its reason).
 //!
-//! Per landed file: read and parse it once ([`read`]), append its rejected
-//! lines in one commit, then MERGE its valid events one micro-batch per
-//! event date, in date order, inserting only rows whose UNIQUE_ID_ROW is not
-//! in that date's partition yet. UNIQUE_ID_ROW holds every field of the
-//! event ([`Event::unique_id_row`]): an exact repeat is a duplicate, and
-//! every distinct event is kept — also a conflicting repeat (same kind and
-//! session, another ts) — so the table is the set of distinct valid events
-//! of every landed line, whatever the files, their order or the batches. Progress markers (Delta application
-//! transactions) ride in the same commits:
+//! Per landed file: stream it in chunks of consecutive lines bounded by
+//! [`ChunkLimits`] ([`read`]), so memory is bounded whatever the file's
+//! size; per chunk, append its rejected lines in one commit, then MERGE its
+//! valid events — every event date of the chunk in one commit, so a file's
+//! cost follows its lines, not its calendar — inserting only rows whose
+//! UNIQUE_ID_ROW is not in their date's partition yet. UNIQUE_ID_ROW holds
+//! every field of the event ([`Event::unique_id_row`]): an exact repeat is a
+//! duplicate, and every distinct event is kept — also a conflicting repeat
+//! (same kind and session, another ts) — so the table is the set of
+//! distinct valid events of every landed line, whatever the files, their
+//! order, the chunk sizes or the batches. Progress markers (Delta
+//! application transactions) ride in the same commits:
 //!
-//! - `sessionlake-raw/<sha256>` = N — the file's first N dates (in date
-//!   order) are merged;
+//! - `sessionlake-raw-lines/<sha256>` = N — the file's lines 1..=N are
+//!   merged (their valid events are in the table);
 //! - `sessionlake-raw-done/<sha256>` — the whole file is (on its last
 //!   MERGE, or in a commit of its own when there is nothing to insert);
-//! - `sessionlake-rejected/<sha256>` — its rejected lines are written.
+//! - `sessionlake-rejected-lines/<sha256>` = N — the rejected lines among
+//!   lines 1..=N are written (`sessionlake-rejected/<sha256>`, from before
+//!   chunks, means all of them).
 //!
-//! So a crash at any point resumes where it stopped, and a re-run of a
-//! processed file reads nothing and commits nothing. (Two markers per file,
-//! not one per date: each lookup replays the Delta log.) Debug runs merge a
-//! slice of dates and record no marker; the MERGE being insert-only, a later
+//! So a crash at any point resumes at the first line not merged — with
+//! other chunk limits too, as markers count lines — and a re-run of a
+//! processed file reads nothing and commits nothing. A file's rejected
+//! lines are committed before its valid events of the same chunk, so every
+//! rejected line up to the merged mark is written. Debug runs merge a slice
+//! of dates and record no raw marker; the MERGE being insert-only, a later
 //! full run merges those dates again without duplicating anything.
 //!
 //! A file that does not decompress is [`quarantine`]d (a marker in the raw
 //! table, its reason as a row of the rejected table) and the run goes on
 //! with the other files: later runs skip it and list it with its reason
-//! until the user retries or drops it (`sessionlake quarantine`).
+//! until the user retries or drops it (`sessionlake quarantine`). A file
+//! of one chunk is read whole before its first commit, so nothing of it is
+//! written; of a larger file, the chunks before the damage are (their lines
+//! are intact), and a retry resumes after them.
 //!
 //! [`live`] writes the same table from `POST /events`, many requests per
 //! commit, with the same identity (EVENT_DATE + UNIQUE_ID_ROW). Both re-run
@@ -40,7 +50,7 @@ mod merge;
 pub mod quarantine;
 pub mod read;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use deltalake::datafusion::prelude::lit;
@@ -65,6 +75,7 @@ pub use batch::raw_batch;
 pub use live::{Appended, LiveIngest, LiveReport, LiveSettings, LiveStats};
 pub(crate) use merge::{distinct_events, merge_new_rows};
 pub use quarantine::{CORRUPT_FILE, Quarantine, QuarantineChange, QuarantinedFile};
+pub use read::ChunkLimits;
 
 /// Event dates processed in debug mode (1-based positions among a file's
 /// sorted dates), like the reference's debug flag.
@@ -77,6 +88,8 @@ pub struct RawStage {
     pub lake: Lake,
     /// Only merge event dates [`DEBUG_DATES`] of each file.
     pub debug: bool,
+    /// How many lines of a file are read and merged at once.
+    pub chunk_limits: ChunkLimits,
     /// Show progress bars.
     pub show_progress: bool,
 }
@@ -107,10 +120,15 @@ pub struct RawReport {
     pub rejected: u64,
     /// Rejected rows per reason code.
     pub rejected_by_reason: BTreeMap<String, u64>,
-    /// Event dates merged.
+    /// Chunks whose valid events were merged (one MERGE each).
+    pub chunks_merged: u64,
+    /// Event dates merged, counted once per chunk.
     pub dates_merged: u64,
-    /// Event dates skipped (merged by an earlier run, or outside the debug slice).
+    /// Event dates of the files read left out (debug runs: outside the
+    /// debug slice).
     pub dates_skipped: u64,
+    /// Lines not read again because an earlier run merged them.
+    pub lines_resumed: u64,
     /// Wall time.
     pub seconds: f64,
 }
@@ -172,112 +190,175 @@ impl RawStage {
         // Checked against the manifest's sha256 (downloaded first from an
         // object store); other bytes are quarantined by the caller.
         let copy = landing::local_copy(&self.lake, entry).await?;
-        let bar = progress::bytes_bar(Some(entry.size), "raw read", self.show_progress);
+        let lines_merged = applied(&raw_table, RAW.name, &markers.lines).await?;
+        let rejected_written =
+            match txn::applied_version(&rejected_table, REJECTED.name, &markers.legacy_rejected).await? {
+                Some(_) => u64::MAX,
+                None => applied(&rejected_table, REJECTED.name, &markers.rejected).await?,
+            };
+        report.lines_resumed += lines_merged;
+        let debug_days = match self.debug {
+            true => Some(self.debug_days(copy.path()).await?),
+            false => None,
+        };
+
+        let bar = progress::bytes_bar(Some(entry.size), "raw", self.show_progress);
         let reader_bar = bar.clone();
-        let owned_path = copy.path().to_path_buf();
-        let parsed = tokio::task::spawn_blocking(move || {
-            read::read_landed_file(&owned_path, move |n| reader_bar.set_position(n))
-        })
-        .await
-        .map_err(|join| LakeError::Unexpected { table: RAW.name, message: format!("reader task failed: {join}") })??;
-        bar.finish_and_clear();
-        drop(copy);
-        info!(file = %entry.file, lines = parsed.lines, valid = parsed.valid_events(), rejected = parsed.rejected.len(), dates = parsed.days.len(), "parsed landed file");
-        report.lines += parsed.lines;
-
-        rejected_table = self.write_rejected(entry, &parsed, rejected_table, report).await?;
-        crash::point(crash::RAW_AFTER_REJECTED_COMMIT);
-
-        let dates_done = txn::applied_version(&raw_table, RAW.name, &markers.progress).await?.unwrap_or(0) as usize;
-        let selected: Vec<(usize, i32)> = parsed
-            .days
-            .keys()
-            .enumerate()
-            .map(|(index, &day)| (index + 1, day))
-            .filter(|&(position, _)| if self.debug { DEBUG_DATES.contains(&position) } else { position > dates_done })
-            .collect();
-        report.dates_skipped += (parsed.days.len() - selected.len()) as u64;
-        let bar = progress::steps_bar(selected.len() as u64, "raw merge", self.show_progress);
+        let path = copy.path().to_path_buf();
+        let limits = self.chunk_limits;
+        // One chunk waits in the channel while the previous one is merged.
+        let (sender, mut chunks) = tokio::sync::mpsc::channel::<read::Chunk>(1);
+        let reader = tokio::task::spawn_blocking(move || {
+            read::read_chunks(
+                &path,
+                lines_merged,
+                limits,
+                move |n| reader_bar.set_position(n),
+                |chunk| sender.blocking_send(chunk).is_ok(),
+            )
+        });
         let mut done_committed = false;
-        for &(position, day) in &selected {
-            bar.set_message(date_of_day(day).to_string());
+        while let Some(mut chunk) = chunks.recv().await {
+            bar.set_message(format!("lines {}..={}", chunk.first_line, chunk.last_line));
+            info!(file = %entry.file, first_line = chunk.first_line, last_line = chunk.last_line, valid = chunk.valid_events(), rejected = chunk.rejected.len(), dates = chunk.days.len(), "parsed chunk");
+            report.lines += chunk.lines();
+            rejected_table = self.write_rejected(entry, &chunk, rejected_written, rejected_table, report).await?;
+            crash::point(crash::RAW_AFTER_REJECTED_COMMIT);
+
+            if let Some(selected) = &debug_days {
+                let before = chunk.days.len();
+                chunk.days.retain(|day, _| selected.contains(day));
+                report.dates_skipped += (before - chunk.days.len()) as u64;
+            }
             let mut commit_markers = Vec::new();
             if !self.debug {
-                commit_markers.push((markers.progress.clone(), position as i64));
-                if position == parsed.days.len() {
+                commit_markers.push((markers.lines.clone(), chunk.last_line as i64));
+                if chunk.is_last {
                     commit_markers.push((markers.done.clone(), 1));
                 }
             }
-            let events = &parsed.days[&day];
-            let (table, inserted) = merge_date(raw_table, day, events, commit_markers).await?;
-            raw_table = table;
-            // An insert-only MERGE commits (with its markers) iff it inserts.
-            done_committed |= !self.debug && position == parsed.days.len() && inserted > 0;
-            crash::point(crash::RAW_AFTER_DATE_MERGE);
-            report.inserted += inserted;
-            report.duplicates += events.len() as u64 - inserted;
-            report.dates_merged += 1;
-            bar.inc(1);
+            if !chunk.days.is_empty() {
+                let valid = chunk.valid_events();
+                let (table, inserted) = merge_chunk(raw_table, &chunk.days, commit_markers).await?;
+                raw_table = table;
+                // An insert-only MERGE commits (with its markers) iff it inserts.
+                done_committed |= !self.debug && chunk.is_last && inserted > 0;
+                crash::point(crash::RAW_AFTER_CHUNK_MERGE);
+                report.inserted += inserted;
+                report.duplicates += valid - inserted;
+                report.chunks_merged += 1;
+                report.dates_merged += chunk.days.len() as u64;
+            }
+            if chunk.is_last && !self.debug && !done_committed {
+                // The done marker rides on the last chunk's MERGE, but a
+                // MERGE that inserts nothing (every event already there)
+                // makes no commit, and a last chunk without a valid event
+                // has no MERGE: without a commit of its own for the
+                // markers, such a file is read again by every later run.
+                let markers = vec![(markers.lines.clone(), chunk.last_line as i64), (markers.done.clone(), 1)];
+                raw_table = commit_markers_only(raw_table, markers).await?;
+            }
         }
+        let summary = reader.await.map_err(|join| LakeError::Unexpected {
+            table: RAW.name,
+            message: format!("reader task failed: {join}"),
+        })??;
         bar.finish_and_clear();
-        // The done marker rides on the last date's MERGE, but a MERGE that
-        // inserts nothing (every event already there) makes no commit, and
-        // a file without a valid event (empty, all rejected) has no MERGE:
-        // without a commit of their own for the markers, such a file is
-        // read again by every later run, which reports its lines again.
-        if !self.debug && !done_committed {
-            let markers = vec![(markers.progress.clone(), parsed.days.len() as i64), (markers.done.clone(), 1)];
-            raw_table = commit_markers_only(raw_table, markers).await?;
-        }
+        drop(copy);
+        info!(file = %entry.file, lines = summary.lines, resumed_after = lines_merged, bytes = summary.bytes, "refined landed file");
         Ok((raw_table, rejected_table))
     }
 
+    /// The event days a debug run merges: [`DEBUG_DATES`] among the file's
+    /// sorted dates (a first pass over the file, keeping only its dates).
+    async fn debug_days(&self, path: &std::path::Path) -> Result<BTreeSet<i32>> {
+        let path = path.to_path_buf();
+        let limits = self.chunk_limits;
+        let days = tokio::task::spawn_blocking(move || {
+            let mut days = BTreeSet::new();
+            read::read_chunks(
+                &path,
+                0,
+                limits,
+                |_| {},
+                |chunk| {
+                    days.extend(chunk.days.keys().copied());
+                    true
+                },
+            )
+            .map(|_| days)
+        })
+        .await
+        .map_err(|join| LakeError::Unexpected { table: RAW.name, message: format!("reader task failed: {join}") })??;
+        Ok(days
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| DEBUG_DATES.contains(&(index + 1)))
+            .map(|(_, day)| day)
+            .collect())
+    }
+
+    /// Appends the chunk's rejected lines after line `written` (those before
+    /// are in the table), with the chunk's mark in the same commit.
     async fn write_rejected(
         &self,
         entry: &ManifestEntry,
-        parsed: &read::ParsedFile,
+        chunk: &read::Chunk,
+        written: u64,
         rejected_table: DeltaTable,
         report: &mut RawReport,
     ) -> Result<DeltaTable> {
         let marker = FileMarkers::of(entry).rejected;
-        if parsed.rejected.is_empty() {
+        let lines: Vec<read::RejectedLine> =
+            chunk.rejected.iter().filter(|line| line.line_number > written).cloned().collect();
+        if lines.is_empty() {
             return Ok(rejected_table);
         }
-        let batch = batch::rejected_batch(&parsed.rejected, &entry.file, chrono::Utc::now())?;
-        let (table, written) = commit_unless_applied(rejected_table, REJECTED.name, &marker, |table| {
+        let batch = batch::rejected_batch(&lines, &entry.file, chrono::Utc::now())?;
+        let mark = chunk.last_line as i64;
+        let (table, written) = commit_unless_reached(rejected_table, REJECTED.name, &marker, mark, |table| {
             table
                 .write(vec![batch.clone()])
-                .with_commit_properties(txn::commit_with([(marker.clone(), 1)]))
+                .with_commit_properties(txn::commit_with([(marker.clone(), mark)]))
                 .into_future()
         })
         .await?;
         if !written {
             return Ok(table);
         }
-        report.rejected += parsed.rejected.len() as u64;
-        for (reason, count) in parsed.rejected_by_reason() {
-            *report.rejected_by_reason.entry(reason.code().to_string()).or_insert(0) += count;
+        report.rejected += lines.len() as u64;
+        for line in &lines {
+            *report.rejected_by_reason.entry(line.rejection.reason.code().to_string()).or_insert(0) += 1;
         }
         Ok(table)
     }
 }
 
+/// The mark recorded under `app_id`, 0 when none.
+async fn applied(table: &DeltaTable, table_name: &'static str, app_id: &str) -> Result<u64> {
+    Ok(txn::applied_version(table, table_name, app_id).await?.map_or(0, |mark| mark.max(0) as u64))
+}
+
 /// The application-transaction ids that record a file's progress.
 struct FileMarkers {
-    /// In the raw table: how many of the file's dates are merged.
-    progress: String,
+    /// In the raw table: the last line whose valid events are merged.
+    lines: String,
     /// In the raw table: the file is finished.
     done: String,
-    /// In the rejected table: the file's rejected lines are written.
+    /// In the rejected table: the last line whose rejected lines (up to it)
+    /// are written.
     rejected: String,
+    /// In the rejected table, from before chunks: all rejected lines are.
+    legacy_rejected: String,
 }
 
 impl FileMarkers {
     fn of(entry: &ManifestEntry) -> Self {
         Self {
-            progress: format!("sessionlake-raw/{}", entry.sha256),
+            lines: format!("sessionlake-raw-lines/{}", entry.sha256),
             done: format!("sessionlake-raw-done/{}", entry.sha256),
-            rejected: format!("sessionlake-rejected/{}", entry.sha256),
+            rejected: format!("sessionlake-rejected-lines/{}", entry.sha256),
+            legacy_rejected: format!("sessionlake-rejected/{}", entry.sha256),
         }
     }
 }
@@ -312,27 +393,11 @@ async fn commit_markers_unless_reached(
     Ok(table)
 }
 
-/// Runs `commit` on `table` unless `marker` is already applied there, and
-/// says whether it committed. Another `raw` run of the same file may commit
-/// the same marker first: Delta fails the later commit (the marker
-/// conflicts), and the reloaded table then has the marker. Found by the
-/// torture suite's two concurrent raw runs.
-async fn commit_unless_applied<Commit, Committed>(
-    table: DeltaTable,
-    table_name: &'static str,
-    marker: &str,
-    commit: Commit,
-) -> Result<(DeltaTable, bool)>
-where
-    Commit: FnMut(DeltaTable) -> Committed,
-    Committed: std::future::Future<Output = std::result::Result<DeltaTable, DeltaTableError>>,
-{
-    // Every marker this guards is recorded as 1 (or more).
-    commit_unless_reached(table, table_name, marker, 1, commit).await
-}
-
-/// [`commit_unless_applied`] for a marker that counts: commits unless
-/// `marker` is already recorded at `at_least` or more.
+/// Runs `commit` on `table` unless `marker` is already recorded there at
+/// `at_least` or more, and says whether it committed. Another `raw` run of
+/// the same file may commit the same marker first: Delta fails the later
+/// commit (the marker conflicts), and the reloaded table then has the
+/// marker. Found by the torture suite's two concurrent raw runs.
 async fn commit_unless_reached<Commit, Committed>(
     mut table: DeltaTable,
     table_name: &'static str,
@@ -370,24 +435,32 @@ where
 /// 30 attempts give a writer committing every 100 ms about half a minute.
 const MERGE_CONFLICT_RETRIES: u32 = 30;
 
-/// MERGEs one event date's events, inserting those not in the date's
-/// partition yet. Returns the new table and the rows inserted.
-async fn merge_date(
+/// MERGEs a chunk's events (every date of it in one commit), inserting
+/// those not in their date's partition yet. Returns the new table and the
+/// rows inserted.
+async fn merge_chunk(
     table: DeltaTable,
-    day: i32,
-    events: &[Event],
+    days: &BTreeMap<i32, Vec<Event>>,
     markers: Vec<(String, i64)>,
 ) -> Result<(DeltaTable, u64)> {
-    let distinct = distinct_events(events);
+    let events: Vec<Event> = days.values().flatten().copied().collect();
+    let distinct = distinct_events(&events);
+    drop(events);
     let batch = raw_batch(&distinct, chrono::Utc::now())?;
-    // The date literal on the target side is what prunes the scan to one
-    // partition; an event's date is a function of its identity (its ts is
-    // part of UNIQUE_ID_ROW), so an exact repeat is always in this partition.
-    let date_condition = target(columns::EVENT_DATE).eq(lit(ScalarValue::Date32(Some(day))));
+    drop(distinct);
+    // The date literals on the target side are what prune the scan to the
+    // chunk's partitions; an event's date is a function of its identity (its
+    // ts is part of UNIQUE_ID_ROW), so an exact repeat is always in one of
+    // these partitions.
+    let date_condition = match days.len() {
+        1 => target(columns::EVENT_DATE).eq(date_literal(*days.keys().next().expect("one date"))),
+        _ => target(columns::EVENT_DATE).in_list(days.keys().map(|&day| date_literal(day)).collect(), false),
+    };
     let merged = merge_new_rows(table, batch, date_condition, markers, MERGE_CONFLICT_RETRIES).await?;
     let metrics = &merged.metrics;
     info!(
-        date = %date_of_day(day),
+        first_date = %date_of_day(*days.keys().next().expect("a date")),
+        dates = days.len(),
         source_rows = metrics.num_source_rows,
         inserted = metrics.num_target_rows_inserted,
         files_scanned = metrics.num_target_files_scanned,
@@ -395,9 +468,13 @@ async fn merge_date(
         rows_copied = metrics.num_target_rows_copied,
         conflicts_retried = merged.conflicts_retried,
         ms = metrics.execution_time_ms,
-        "merged raw micro-batch"
+        "merged raw chunk"
     );
     Ok((merged.table, metrics.num_target_rows_inserted as u64))
+}
+
+fn date_literal(day: i32) -> deltalake::datafusion::logical_expr::Expr {
+    lit(ScalarValue::Date32(Some(day)))
 }
 
 /// Reason codes as report keys.

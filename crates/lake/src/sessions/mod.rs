@@ -66,8 +66,8 @@ pub struct SessionsStage {
     /// per micro-batch adapts to the rows the previous versions held, so
     /// memory stays bounded however large a version is.
     pub max_rows_per_batch: u64,
-    /// Stop after this many micro-batches (tests use it to simulate a crash
-    /// right after a commit); `None` runs until caught up.
+    /// Stop after this many merged micro-batches (tests use it to simulate
+    /// a crash right after a commit); `None` runs until caught up.
     pub max_batches: Option<u64>,
     /// Show progress bars.
     pub show_progress: bool,
@@ -78,7 +78,8 @@ pub struct SessionsStage {
 pub struct SessionsReport {
     /// Raw rows read from the change feed.
     pub raw_rows: u64,
-    /// Micro-batches merged.
+    /// Micro-batches merged (a range of raw versions without a row needs
+    /// no MERGE and is not counted).
     pub batches: u64,
     /// Gold rows inserted.
     pub inserted: u64,
@@ -140,6 +141,7 @@ impl SessionsStage {
                         report.inserted += inserted;
                         report.updated += updated;
                         report.to_version = Some(to as i64);
+                        report.batches += 1;
                     }
                     Merged::AppliedElsewhere { table, applied } => {
                         // Another process got there first, up to `applied`.
@@ -151,7 +153,6 @@ impl SessionsStage {
                     }
                 }
             }
-            report.batches += 1;
             bar.inc(to - from + 1);
             let rows_per_version = (batch.rows / (to - from + 1)).max(1);
             step = (self.max_rows_per_batch / rows_per_version).clamp(1, max_step);

@@ -6,9 +6,10 @@ use std::io::Write;
 
 use sessionlake_lake::Lake;
 use sessionlake_lake::landing::{Ingest, Source};
+use sessionlake_lake::raw::ChunkLimits;
 use sessionlake_model::tables;
 
-use crate::util::{count, generated, gold_content, ingest, raw, rows, sessions, version};
+use crate::util::{count, generated, gold_content, ingest, raw, raw_in_chunks, rows, sessions, version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_every_stage_changes_nothing() {
@@ -53,7 +54,8 @@ async fn crash_after_gold_merge_commit_does_not_double_apply() {
     // separate bookkeeping would lose track — then restart, until done.
     let crashed = Lake::new(dir.path().join("crashed"));
     ingest(&crashed, &file).await;
-    raw(&crashed, false).await;
+    // Chunks of 400 lines: several raw versions, so several micro-batches.
+    raw_in_chunks(&crashed, ChunkLimits { max_lines: 400, ..ChunkLimits::default() }).await;
     let mut restarts = 0;
     loop {
         let report = sessions(&crashed, Some(1)).await;

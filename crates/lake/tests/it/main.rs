@@ -1,6 +1,7 @@
 //! Integration tests of the lake, one binary:
 //!
 //! - `pipeline`: generate → ingest → raw → sessions equals the generator's truth
+//! - `chunks`: the raw stage's chunk limits change no row, and bound every commit
 //! - `incremental`: re-runs, crashes between commits, out-of-order arrival
 //! - `landing`: copying and downloading (local HTTP server), and their errors
 //! - `permutation`: one set of lines in other files, orders, batch sizes and restarts gives the same tables
@@ -9,6 +10,7 @@
 //! - `quarantine`: a landed file that does not decompress is set aside with its reason, retried or dropped
 //! - `tables`: the tables are plain Delta Lake any reader accepts
 
+mod chunks;
 mod incremental;
 mod landing;
 mod live;

@@ -7,7 +7,7 @@ use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::Int64Type;
 use sessionlake_generator::{GeneratorConfig, Truth, generate_file};
 use sessionlake_lake::landing::{Ingest, Source};
-use sessionlake_lake::raw::{RawReport, RawStage};
+use sessionlake_lake::raw::{ChunkLimits, RawReport, RawStage};
 use sessionlake_lake::sessions::{SessionsReport, SessionsStage};
 use sessionlake_lake::{Lake, query};
 
@@ -28,7 +28,16 @@ pub async fn ingest(lake: &Lake, path: &Path) {
 
 /// Runs the raw stage.
 pub async fn raw(lake: &Lake, debug: bool) -> RawReport {
-    RawStage { lake: lake.clone(), debug, show_progress: false }.run().await.expect("raw")
+    RawStage { lake: lake.clone(), debug, chunk_limits: Default::default(), show_progress: false }
+        .run()
+        .await
+        .expect("raw")
+}
+
+/// Runs the raw stage with these chunk limits (small ones make many raw
+/// versions out of one file).
+pub async fn raw_in_chunks(lake: &Lake, chunk_limits: ChunkLimits) -> RawReport {
+    RawStage { lake: lake.clone(), debug: false, chunk_limits, show_progress: false }.run().await.expect("raw")
 }
 
 /// Runs the sessions stage (optionally stopping after some batches).

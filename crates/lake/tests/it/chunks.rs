@@ -1,0 +1,107 @@
+//! The raw stage streams a file in chunks (`--raw-chunk-lines`,
+//! `--raw-chunk-mb`): the tables do not depend on the chunk limits, no
+//! commit holds more rows than a chunk has lines, and a file costs one
+//! commit per chunk, not one per event date.
+
+use std::path::Path;
+
+use sessionlake_generator::Truth;
+use sessionlake_lake::Lake;
+use sessionlake_lake::raw::{ChunkLimits, RawReport};
+use sessionlake_lake::schema::{RAW, REJECTED, TableSpec};
+
+use crate::util::{counts, generated, ingest, raw_in_chunks, rows};
+
+/// Rows added by each commit of a local table (version 0, the creation, left out).
+fn rows_per_commit(lake: &Lake, spec: &TableSpec) -> Vec<u64> {
+    let log = lake.table_dir(spec).join("_delta_log");
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .expect("a log")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+        .collect();
+    commits.sort();
+    commits
+        .iter()
+        .skip(1)
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .expect("a commit")
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON").get("add").cloned())
+                .map(|add| {
+                    let stats: serde_json::Value =
+                        serde_json::from_str(add["stats"].as_str().expect("stats")).expect("stats JSON");
+                    stats["numRecords"].as_u64().expect("numRecords")
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// Raw rows per date and rejected rows per reason: what the truth gives.
+async fn assert_equals_truth(lake: &Lake, truth: &Truth, shape: &str) {
+    let by_date =
+        counts(lake, "SELECT CAST(\"EVENT_DATE\" AS VARCHAR), COUNT(*) FROM r_session_events GROUP BY 1 ORDER BY 1")
+            .await;
+    assert_eq!(by_date, truth.raw_rows_by_date, "{shape}: raw rows per date");
+    let by_reason = counts(lake, "SELECT reason, COUNT(*) FROM r_session_events_rejected GROUP BY 1 ORDER BY 1").await;
+    assert_eq!(by_reason, truth.rejected_by_reason, "{shape}: rejected rows per reason");
+}
+
+async fn content(lake: &Lake) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let raw = rows(lake, "SELECT \"EVENT_DATE\", \"UNIQUE_ID_ROW\" FROM r_session_events ORDER BY 1, 2").await;
+    let rejected =
+        rows(lake, "SELECT line_number, reason, encode(raw_bytes, 'hex') FROM r_session_events_rejected ORDER BY 1")
+            .await;
+    (raw, rejected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_limits_change_no_row_and_no_commit_exceeds_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, truth) = generated(dir.path(), 1_000, 17, 0.03);
+    assert!(truth.rejected_rows > 20 && truth.raw_rows_by_date.len() > 5, "a file with junk over many dates");
+    let whole = one_lake(dir.path(), "whole", &file, ChunkLimits::default()).await;
+    assert_equals_truth(&whole.0, &truth, "one chunk").await;
+    assert_eq!(whole.1.chunks_merged, 1);
+    assert_eq!(rows_per_commit(&whole.0, &RAW), [truth.raw_rows], "one MERGE commit for every date of the file");
+    assert_eq!(rows_per_commit(&whole.0, &REJECTED), [truth.rejected_rows]);
+    let expected = content(&whole.0).await;
+
+    let shapes = [
+        ("997 lines", ChunkLimits { max_lines: 997, max_bytes: 256 << 20 }),
+        ("100 lines or 8 KiB", ChunkLimits { max_lines: 100, max_bytes: 8 << 10 }),
+    ];
+    for (shape, limits) in shapes {
+        let (lake, report) = one_lake(dir.path(), shape, &file, limits).await;
+        assert_equals_truth(&lake, &truth, shape).await;
+        assert_eq!(content(&lake).await, expected, "{shape}: the same rows as one chunk");
+        assert_eq!(report.lines, truth.lines, "{shape}");
+        assert_eq!(report.inserted, truth.raw_rows, "{shape}");
+        assert_eq!(report.rejected, truth.rejected_rows, "{shape}");
+        for spec in [&RAW, &REJECTED] {
+            let commits = rows_per_commit(&lake, spec);
+            let largest = commits.iter().copied().max().unwrap_or(0);
+            assert!(largest <= limits.max_lines, "{shape}: a commit to {} added {largest} rows", spec.name);
+            assert_eq!(
+                commits.iter().sum::<u64>(),
+                if spec.name == RAW.name { truth.raw_rows } else { truth.rejected_rows }
+            );
+        }
+        if limits.max_lines == 997 {
+            // One commit per chunk (every chunk inserts; the last carries the
+            // done marker, or, when the lines fill the chunks exactly, an
+            // empty last chunk commits it alone).
+            assert_eq!(rows_per_commit(&lake, &RAW).len() as u64, truth.lines / 997 + 1, "{shape}");
+            assert_eq!(report.chunks_merged, truth.lines.div_ceil(997), "{shape}");
+        }
+    }
+}
+
+async fn one_lake(dir: &Path, name: &str, file: &Path, limits: ChunkLimits) -> (Lake, RawReport) {
+    let lake = Lake::new(dir.join(name.replace(' ', "-")));
+    ingest(&lake, file).await;
+    let report = raw_in_chunks(&lake, limits).await;
+    (lake, report)
+}
