@@ -24,9 +24,11 @@ mod expr;
 pub mod lake;
 pub mod landing;
 pub mod lease;
+pub mod maintain;
 pub mod progress;
 pub mod query;
 pub mod raw;
+pub mod rebuild;
 pub mod schema;
 pub mod sessions;
 #[cfg(feature = "testing")]
