@@ -91,11 +91,14 @@ pub enum Command {
     /// The whole pipeline once: ingest, raw, sessions, serve; then a summary.
     Run(RunArgs),
     /// `run`, then keep sessions and serve following and serve the API, in one process.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// The five questions about the data (DataFusion SQL over the gold table), with a bar chart.
     Insights(InsightsArgs),
     /// Run ad-hoc SQL over the lake tables (r_session_events, r_session_events_rejected, uc_delta_session_events).
     Sql(SqlArgs),
+    /// Table upkeep: compact small files, vacuum old unreferenced files, checkpoint and clean the log,
+    /// keeping what a lagging `sessions` or `serve` still needs.
+    Maintain(MaintainArgs),
 }
 
 /// `generate` options.
@@ -401,6 +404,60 @@ pub struct UpArgs {
     /// (at least 0.05).
     #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
     pub poll_seconds: Duration,
+    /// Minutes between table upkeep passes (`maintain`, with the settings
+    /// below) while `up` runs; 0 never maintains.
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_EVERY_MINUTES", default_value_t = 60)]
+    pub maintain_every_minutes: u64,
+    /// How tables are maintained.
+    #[command(flatten)]
+    pub maintain: MaintainOptions,
+}
+
+/// `maintain` options.
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    /// How tables are maintained.
+    #[command(flatten)]
+    pub options: MaintainOptions,
+    /// Report what would be compacted and removed; change nothing.
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_DRY_RUN", default_value_t = false)]
+    pub dry_run: bool,
+    /// Where Cassandra is (serve's progress in the gold table).
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
+}
+
+/// How tables are maintained (`maintain`, and `up` on a schedule).
+#[derive(Debug, Clone, Args)]
+pub struct MaintainOptions {
+    /// Files removed from a table longer ago than this many hours are deleted
+    /// (versions newer than it stay readable by `sql --version`); what a
+    /// lagging reader still needs is kept whatever its age.
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_RETENTION_HOURS", default_value = "168", value_parser = hours)]
+    pub retention_hours: Duration,
+    /// Log entries older than this many hours are removed (before a
+    /// checkpoint, never at or after a reader's position).
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_LOG_RETENTION_HOURS", default_value = "720", value_parser = hours)]
+    pub log_retention_hours: Duration,
+    /// Size in MiB of the files compaction writes.
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_TARGET_FILE_MB", default_value_t = 64)]
+    pub target_file_mb: u64,
+    /// A partition is compacted when it holds at least this many files
+    /// smaller than the target (at least 2).
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_MIN_FILES_TO_COMPACT", default_value_t = 4)]
+    pub min_files_to_compact: usize,
+    /// Write no checkpoint (the log then keeps every entry after the last one).
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_NO_CHECKPOINT", default_value_t = false)]
+    pub no_checkpoint: bool,
+    /// Also remove what lagging readers (`sessions`, `serve`) still need:
+    /// they then find the gap and must rebuild from a snapshot.
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_IGNORE_LAGGING_READERS", default_value_t = false)]
+    pub ignore_lagging_readers: bool,
+    /// Seconds to wait for Cassandra when reading serve's progress; when it
+    /// cannot be read, the gold table's history is kept within the retention
+    /// only (the report says so).
+    #[arg(long, env = "SESSIONLAKE_MAINTAIN_SERVE_PROGRESS_WAIT_SECONDS", default_value = "10", value_parser = seconds)]
+    pub serve_progress_wait_seconds: Duration,
 }
 
 /// `insights` options.
@@ -446,6 +503,16 @@ pub enum SqlFormat {
 /// on anything else, so every seconds flag goes through here.
 fn lake_location(text: &str) -> Result<Lake, String> {
     Lake::parse(text).map_err(|error| error.to_string())
+}
+
+/// Parses a number of hours (fractions allowed), checked as [`seconds`] are.
+fn hours(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of hours"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("hours must be a finite number, 0 or more (got {text})"));
+    }
+    Duration::try_from_secs_f64(value.abs() * 3600.0)
+        .map_err(|_| format!("{text} hours is more than a duration can hold"))
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {

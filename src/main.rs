@@ -6,6 +6,7 @@
 //!                                                              └──> r_session_events_rejected             │ serve
 //!                                          quarantine list|retry|drop ──> landed files that do not decompress
 //!                                          db init|reset ──> Cassandra session_events.{api_start_session_by_day, api_completed_sessions}
+//!                                          maintain ──> compaction, vacuum, checkpoints of the three tables
 //!                                          api ──> REST: GET /models/... (Cassandra), POST /events ──> r_session_events
 //! ```
 
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
             Command::Up(args) => commands::up(&config.global, args).await,
             Command::Insights(args) => commands::insights(&config.global, args).await,
             Command::Sql(args) => commands::sql(&config.global, args).await,
+            Command::Maintain(args) => commands::maintain(&config.global, args).await,
         }
     });
     // The command is done: everything it promised (commits, Cassandra

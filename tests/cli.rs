@@ -424,7 +424,7 @@ fn a_bad_log_filter_is_an_error() {
 fn seconds_flags_refuse_infinite_nan_negative_and_huge_values() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let seconds_flags: [(&[&str], &str, &str); 8] = [
+    let seconds_flags: [(&[&str], &str, &str); 11] = [
         (&["sessions", "--follow"], "--poll-seconds", "SESSIONLAKE_POLL_SECONDS"),
         (&["serve", "--follow"], "--poll-seconds", "SESSIONLAKE_POLL_SECONDS"),
         (&["up"], "--poll-seconds", "SESSIONLAKE_POLL_SECONDS"),
@@ -433,6 +433,9 @@ fn seconds_flags_refuse_infinite_nan_negative_and_huge_values() {
         (&["api"], "--shutdown-grace-seconds", "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS"),
         (&["ingest"], "--download-idle-timeout-seconds", "SESSIONLAKE_DOWNLOAD_IDLE_TIMEOUT_SECONDS"),
         (&["run"], "--download-idle-timeout-seconds", "SESSIONLAKE_DOWNLOAD_IDLE_TIMEOUT_SECONDS"),
+        (&["maintain"], "--retention-hours", "SESSIONLAKE_MAINTAIN_RETENTION_HOURS"),
+        (&["maintain"], "--log-retention-hours", "SESSIONLAKE_MAINTAIN_LOG_RETENTION_HOURS"),
+        (&["maintain"], "--serve-progress-wait-seconds", "SESSIONLAKE_MAINTAIN_SERVE_PROGRESS_WAIT_SECONDS"),
     ];
     for (command_args, flag, variable) in seconds_flags {
         for bad in ["inf", "NaN", "-1", "1e300", "soon"] {

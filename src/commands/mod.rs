@@ -3,6 +3,7 @@
 
 mod api;
 mod insights;
+mod maintain;
 mod quarantine;
 mod run;
 mod sql;
@@ -26,6 +27,7 @@ use crate::report;
 
 pub use api::api;
 pub use insights::insights;
+pub use maintain::maintain;
 pub use quarantine::quarantine;
 pub use run::run;
 pub use sql::sql;

@@ -1,6 +1,7 @@
 //! `sessionlake up`: the whole stack in one process. Runs the pipeline once
-//! (`run`), then keeps `sessions` and `serve` following new versions and
-//! serves the API, until Ctrl-C or SIGTERM stops all three cleanly.
+//! (`run`), then keeps `sessions` and `serve` following new versions,
+//! maintains the tables on a schedule (`--maintain-every-minutes`) and
+//! serves the API, until Ctrl-C or SIGTERM stops them all cleanly.
 
 use std::sync::Arc;
 
@@ -53,8 +54,19 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs) -> Result<()> {
         .context("while connecting to Cassandra")?;
     let follow_serve =
         follow(poll, stop.clone(), || async { server.run().await.context(SERVE_CONTEXT) }, show_serve(global));
-    let (_, _, api_report) =
-        tokio::try_join!(follow_sessions.map(anyhow::Ok), follow_serve.map(anyhow::Ok), api.serve(stop))?;
+    let upkeep = super::maintain::on_schedule(
+        global,
+        &args.maintain,
+        &args.run.cassandra,
+        args.maintain_every_minutes,
+        stop.clone(),
+    );
+    let (_, _, _, api_report) = tokio::try_join!(
+        follow_sessions.map(anyhow::Ok),
+        follow_serve.map(anyhow::Ok),
+        upkeep.map(anyhow::Ok),
+        api.serve(stop)
+    )?;
     report::print(global, "api", &api_report);
     Ok(())
 }

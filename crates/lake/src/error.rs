@@ -103,6 +103,21 @@ pub enum LakeError {
     /// Building Arrow data failed (a bug rather than bad input).
     #[error("arrow: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
+    /// The history a change-feed reader asked for is gone: a log entry or a
+    /// data file of versions `version..` was removed (by `maintain` told to
+    /// ignore lagging readers, by a retention shorter than the lag, or by
+    /// hand). The reader must not skip those versions: it rebuilds from a
+    /// snapshot of the table instead (see [`crate::rebuild`]).
+    #[error("table {table}: the history from version {version} on is gone ({missing}); rebuild from a snapshot")]
+    HistoryGone {
+        /// The table's name.
+        table: &'static str,
+        /// The first version of the range asked for that cannot be read
+        /// (the range's first version when a data file is what is missing).
+        version: u64,
+        /// What is missing: a log entry or a data file.
+        missing: String,
+    },
     /// A table holds something the lake did not write.
     #[error("table {table}: {message}")]
     Unexpected {

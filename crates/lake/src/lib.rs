@@ -12,6 +12,9 @@
 //!     |  sessions::SessionsStage   change feed of new raw versions, group by session, MERGE upsert
 //!     v
 //!  use_case/uc_assignment/uc_delta_session_events  (change data feed on, for serving)
+//!
+//!  maintain::Maintain   per table: compaction, vacuum, checkpoint, log cleanup — keeping what a lagging
+//!                       reader of a change feed still needs; rebuild: snapshots for a reader whose history is gone
 //! ```
 //!
 //! Each stage is a struct of its inputs with one `run` returning a report.
@@ -24,9 +27,11 @@ mod expr;
 pub mod lake;
 pub mod landing;
 pub mod lease;
+pub mod maintain;
 pub mod progress;
 pub mod query;
 pub mod raw;
+pub mod rebuild;
 pub mod schema;
 pub mod sessions;
 #[cfg(feature = "testing")]

@@ -88,7 +88,23 @@ pub type BatchStream = deltalake::datafusion::physical_plan::SendableRecordBatch
 /// Runs `select` over the change data feed of `table` for versions
 /// `from..=to`, registered as the table `changes` (with the feed's
 /// `_change_type`, `_commit_version` and `_commit_timestamp` columns).
+///
+/// A range whose log entry or data file is gone fails with
+/// [`LakeError::HistoryGone`], never with fewer rows: the reader then
+/// rebuilds from a snapshot ([`crate::rebuild`]) instead of skipping data.
 pub(crate) async fn changes(
+    table: &DeltaTable,
+    table_name: &'static str,
+    from: u64,
+    to: u64,
+    select: &str,
+) -> Result<Vec<RecordBatch>> {
+    read_changes(table, table_name, from, to, select)
+        .await
+        .map_err(|error| as_history_gap(error, table, table_name, from))
+}
+
+async fn read_changes(
     table: &DeltaTable,
     table_name: &'static str,
     from: u64,
@@ -101,6 +117,47 @@ pub(crate) async fn changes(
     context.register_table("changes", Arc::new(provider)).map_err(LakeError::query(table_name))?;
     let frame = context.sql(select).await.map_err(LakeError::query(table_name))?;
     frame.collect().await.map_err(LakeError::query(table_name))
+}
+
+/// `error` as [`LakeError::HistoryGone`] when its cause is a log entry of a
+/// version the table has (delta-rs: `InvalidVersion` at or below the
+/// latest) or a data file that is not found; any other error unchanged.
+pub(crate) fn as_history_gap(error: LakeError, table: &DeltaTable, table_name: &'static str, from: u64) -> LakeError {
+    let latest = table.version().unwrap_or(0);
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(current) = cause {
+        if let Some(deltalake::DeltaTableError::InvalidVersion(version)) = current.downcast_ref()
+            && *version <= latest
+        {
+            let version = *version;
+            let missing = format!("log entry _delta_log/{version:020}.json");
+            return LakeError::HistoryGone { table: table_name, version, missing };
+        }
+        if let Some(object_store::Error::NotFound { path, .. }) = current.downcast_ref() {
+            let missing = format!("data file {path}");
+            return LakeError::HistoryGone { table: table_name, version: from, missing };
+        }
+        // The Parquet reader keeps only the text of the store's error.
+        if let Some(parquet) = current.downcast_ref::<deltalake::parquet::errors::ParquetError>()
+            && let Some(file) = missing_parquet_file(&parquet.to_string())
+        {
+            let missing = format!("data file {file}");
+            return LakeError::HistoryGone { table: table_name, version: from, missing };
+        }
+        cause = current.source();
+    }
+    error
+}
+
+/// The file of a Parquet error that says its object was not found
+/// ("… for file <file>: Object Store error: Object at location … not
+/// found …"), if it says so.
+fn missing_parquet_file(message: &str) -> Option<&str> {
+    let (before, after) = message.split_once(": Object Store error: ")?;
+    if !after.contains("not found") {
+        return None;
+    }
+    Some(before.rsplit_once("for file ").map_or(before, |(_, file)| file))
 }
 
 /// Query results as an aligned text table.
@@ -178,4 +235,19 @@ pub fn write_json(writer: impl std::io::Write, batches: &[RecordBatch]) -> Resul
     }
     json.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_parquet_file;
+
+    #[test]
+    fn a_parquet_error_names_the_file_that_is_not_found() {
+        let message = "Parquet error: Failed to fetch metadata for file _change_data/EVENT_DATE=2016-11-04/part-0.parquet: \
+                       Object Store error: Object at location /lake/_change_data/EVENT_DATE=2016-11-04/part-0.parquet \
+                       not found: No such file or directory (os error 2)";
+        assert_eq!(missing_parquet_file(message), Some("_change_data/EVENT_DATE=2016-11-04/part-0.parquet"));
+        assert_eq!(missing_parquet_file("Parquet error: Object Store error: permission denied"), None);
+        assert_eq!(missing_parquet_file("Parquet error: bad magic"), None);
+    }
 }

@@ -5,6 +5,7 @@
 //! - `incremental`: re-runs, crashes between commits, out-of-order arrival
 //! - `landing`: copying and downloading (local HTTP server), and their errors
 //! - `permutation`: one set of lines in other files, orders, batch sizes and restarts gives the same tables
+//! - `maintain`: table upkeep keeps rows and what lagging readers need; a forced gap is `HistoryGone`
 //! - `live`: live ingest (`POST /events`): group commit, retries, compaction, shutdown
 //! - `s3`: the same lake on a real S3 server (SeaweedFS): exactness, races, leases, credentials
 //! - `quarantine`: a landed file that does not decompress is set aside with its reason, retried or dropped
@@ -14,6 +15,7 @@ mod chunks;
 mod incremental;
 mod landing;
 mod live;
+mod maintain;
 mod permutation;
 mod pipeline;
 mod quarantine;

@@ -57,10 +57,11 @@ pub async fn sessions(lake: &Lake, max_batches: Option<u64>) -> SessionsReport {
 /// Runs a query and renders each row as a vector of strings (nulls as "NULL").
 pub async fn rows(lake: &Lake, sql: &str) -> Vec<Vec<String>> {
     let batches = query::sql(lake, sql).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
-    batches.iter().flat_map(render).collect()
+    batches.iter().flat_map(render_batch).collect()
 }
 
-fn render(batch: &RecordBatch) -> Vec<Vec<String>> {
+/// One batch's rows rendered as strings (nulls as "NULL").
+pub fn render_batch(batch: &RecordBatch) -> Vec<Vec<String>> {
     let formatters: Vec<_> = batch
         .columns()
         .iter()
