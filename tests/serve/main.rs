@@ -214,3 +214,48 @@ async fn a_start_moved_earlier_or_an_end_moved_later_leaves_one_row_per_session(
     assert_eq!((started.len(), completed.len()), (rows.started.len(), rows.completed.len()), "one row per session");
     drop_keyspace(&session, &keyspace).await;
 }
+
+/// A `serve` whose gold history is gone (`maintain --ignore-lagging-readers`
+/// compacted gold and cleaned the log past serve's position) must not skip
+/// the lost versions: it finds the gap and serves the whole gold table
+/// again, ending in exactly the rows gold predicts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serve_whose_history_was_cleaned_serves_the_whole_gold_table_again() {
+    let mut lake = PreparedLake::new(800, 31);
+    let nodes = nodes();
+    let keyspace = keyspace("gap");
+    let session = connect(&nodes).await;
+    let first = report(&mut lake.serve(&nodes, &keyspace, &[]));
+    assert_eq!(first["rebuilt_from_snapshot"], false);
+
+    // Gold moves on while serve lags, then loses the history serve needs.
+    lake.add_file(800, 32);
+    let maintained = report(&mut sessionlake(
+        &lake.lake,
+        &[
+            "maintain",
+            "--ignore-lagging-readers",
+            "--retention-hours",
+            "0",
+            "--log-retention-hours",
+            "0",
+            "--min-files-to-compact",
+            "2",
+            "--cassandra-nodes",
+            &nodes,
+            "--keyspace",
+            &keyspace,
+        ],
+    ));
+    let gold = &maintained["tables"]["uc_delta_session_events"];
+    assert!(gold["log_entries_removed"].as_u64() > Some(0), "{maintained}");
+
+    let second = report(&mut lake.serve(&nodes, &keyspace, &[]));
+    assert_eq!(second["rebuilt_from_snapshot"], true, "{second}");
+    let expected = expected_rows(&lake.lake).await;
+    assert_eq!(dump(&session, &keyspace).await, expected);
+    assert_eq!(expected.completed.len() as u64, lake.truth_sum("served_completed_rows"));
+    let third = report(&mut lake.serve(&nodes, &keyspace, &[]));
+    assert_eq!((third["ranges"].as_u64(), third["rebuilt_from_snapshot"].as_bool()), (Some(0), Some(false)));
+    drop_keyspace(&session, &keyspace).await;
+}

@@ -16,12 +16,15 @@ mod write;
 use std::sync::Arc;
 use std::time::Instant;
 
+use indicatif::ProgressBar;
 use scylla::client::session::Session;
 use sessionlake_lake::Lake;
+use sessionlake_lake::LakeError;
 use sessionlake_lake::progress::steps_bar;
-use sessionlake_lake::sessions::SessionFeed;
+use sessionlake_lake::rebuild::GoldSnapshot;
+use sessionlake_lake::sessions::{SessionChange, SessionFeed};
 use sessionlake_model::{Clock, crash};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::Result;
 use crate::rows::{Retention, StaleRows, rows_for, stale_rows};
@@ -74,6 +77,9 @@ pub struct ServeReport {
     pub to_version: Option<i64>,
     /// Whether a crash-test budget stopped the pass before it was done.
     pub interrupted: bool,
+    /// Whether the gold history this pass needed was gone (vacuumed or
+    /// cleaned past it), so it served the whole gold table again.
+    pub rebuilt_from_snapshot: bool,
     /// Wall time.
     pub seconds: f64,
     /// Rows written per second of wall time.
@@ -123,46 +129,108 @@ impl Server {
         let bar = steps_bar(0, "serve", self.stage.show_progress);
         let retention = Retention::new(self.stage.clock.now());
         let mut from = first;
+        let mut latest = latest;
         while from <= latest {
             let to = (from + step - 1).min(latest);
             bar.set_message(format!("gold versions {from}..={to}"));
-            let changes = feed.changes(from, to).await?;
-            let mut started_rows = Vec::with_capacity(changes.len());
-            let mut completed_rows = Vec::with_capacity(changes.len());
-            let mut stale = StaleRows::default();
-            for change in &changes {
-                let rows = rows_for(&change.image, &retention);
-                started_rows.extend(rows.started);
-                completed_rows.extend(rows.completed);
-                report.expired_rows += rows.expired;
-                let earlier = stale_rows(&change.image, &change.earlier);
-                stale.started.extend(earlier.started);
-                stale.completed.extend(earlier.completed);
-            }
-            let sessions = changes.len() as u64;
-            drop(changes);
-            let stale_count = (stale.started.len() + stale.completed.len()) as u64;
-            bar.inc_length((started_rows.len() + completed_rows.len()) as u64 + stale_count);
-            let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &stale, &bar).await?;
-            report.requests += outcome.requests;
-            report.waits += outcome.waits;
-            if outcome.interrupted {
-                report.interrupted = true;
+            let changes = match feed.changes(from, to).await {
+                Ok(changes) => changes,
+                Err(LakeError::HistoryGone { version, missing, .. }) => {
+                    // The versions from `from` on are gone (vacuumed or
+                    // cleaned past this reader): serve the whole gold table
+                    // as it is now instead, never skip them.
+                    warn!(from, version, %missing, "the gold history this serve needs is gone: serving the whole gold table again");
+                    match self.serve_snapshot(feed.table_id(), &retention, &bar, &mut report).await? {
+                        Some(served) => {
+                            latest = latest.max(served);
+                            from = served + 1;
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if !self.serve_changes(changes, &retention, &bar, &mut report).await? {
                 break;
             }
             crash::point(crash::SERVE_BEFORE_PROGRESS);
             retry_transient(patience, || self.progress.save(feed.table_id(), to)).await?;
-            report.sessions += sessions;
-            report.started_rows += started_rows.len() as u64;
-            report.completed_rows += completed_rows.len() as u64;
-            report.stale_rows_deleted += stale_count;
             report.ranges += 1;
             report.to_version = Some(to);
-            info!(from, to, started = started_rows.len(), completed = completed_rows.len(), "served gold range");
             from = to + 1;
         }
         bar.finish_and_clear();
         Ok(finish(report, started))
+    }
+
+    /// Writes the rows of `changes` (and deletes their stale rows); false
+    /// when a crash-test budget interrupted the writes.
+    async fn serve_changes(
+        &self,
+        changes: Vec<SessionChange>,
+        retention: &Retention,
+        bar: &ProgressBar,
+        report: &mut ServeReport,
+    ) -> Result<bool> {
+        let mut started_rows = Vec::with_capacity(changes.len());
+        let mut completed_rows = Vec::with_capacity(changes.len());
+        let mut stale = StaleRows::default();
+        for change in &changes {
+            let rows = rows_for(&change.image, retention);
+            started_rows.extend(rows.started);
+            completed_rows.extend(rows.completed);
+            report.expired_rows += rows.expired;
+            let earlier = stale_rows(&change.image, &change.earlier);
+            stale.started.extend(earlier.started);
+            stale.completed.extend(earlier.completed);
+        }
+        let sessions = changes.len() as u64;
+        drop(changes);
+        let stale_count = (stale.started.len() + stale.completed.len()) as u64;
+        bar.inc_length((started_rows.len() + completed_rows.len()) as u64 + stale_count);
+        let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &stale, bar).await?;
+        report.requests += outcome.requests;
+        report.waits += outcome.waits;
+        if outcome.interrupted {
+            report.interrupted = true;
+            return Ok(false);
+        }
+        report.sessions += sessions;
+        report.started_rows += started_rows.len() as u64;
+        report.completed_rows += completed_rows.len() as u64;
+        report.stale_rows_deleted += stale_count;
+        info!(started = started_rows.len(), completed = completed_rows.len(), "served gold sessions");
+        Ok(true)
+    }
+
+    /// Serves the whole gold table at its latest version, one date
+    /// partition at a time, then records that version as applied. Returns
+    /// it (`None` when interrupted). Rows served for images inside the lost
+    /// versions that later moved (a start that became earlier) cannot be
+    /// found to delete: they stay until their TTL (`db reset` and a new
+    /// `serve` give a clean state).
+    async fn serve_snapshot(
+        &self,
+        table_id: &str,
+        retention: &Retention,
+        bar: &ProgressBar,
+        report: &mut ServeReport,
+    ) -> Result<Option<i64>> {
+        let Some(snapshot) = GoldSnapshot::open(&self.stage.lake).await? else { return Ok(None) };
+        for &day in snapshot.days() {
+            let changes = snapshot.read_day(day).await?;
+            if !self.serve_changes(changes, retention, bar, report).await? {
+                return Ok(None);
+            }
+        }
+        let version = snapshot.version();
+        crash::point(crash::SERVE_BEFORE_PROGRESS);
+        retry_transient(self.stage.writes.patience, || self.progress.save(table_id, version)).await?;
+        report.ranges += 1;
+        report.rebuilt_from_snapshot = true;
+        report.to_version = Some(version);
+        Ok(Some(version))
     }
 }
 
