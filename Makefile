@@ -12,7 +12,7 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit soak bench bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
+.PHONY: demo test lint unit soak bench bench-scale bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
@@ -59,9 +59,13 @@ soak:
 	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --test torture -- --nocapture
 	scripts/torture-report
 
-## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 for 10x)
+## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 or SCALE=30 for 10x or 30x)
 bench: build-release
 	scripts/bench
+
+## bench-scale: the chain at 1x, 10x and 30x (SCALES="1 10 30"): us/event per stage against 1x, and peak RSS
+bench-scale: build-release
+	scripts/bench-scale
 
 ## bench-api: load test of the API (oha at 2000 req/s and full speed on both GETs; POST /events events/s)
 bench-api: build-release

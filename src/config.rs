@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use sessionlake_cassandra::Consistency;
 use sessionlake_lake::Lake;
+use sessionlake_lake::raw::ChunkLimits;
 
 /// The URL of the real data file (DATA.md).
 pub const DEFAULT_SOURCE: &str = "https://cdn.unityads.unity3d.com/assignments/assignment_data.jsonl.bz2";
@@ -40,11 +41,11 @@ pub struct GlobalArgs {
     pub debug: bool,
     /// Most lines of a landed file the raw stage reads and merges at once
     /// (one MERGE commit per chunk; memory follows the chunk, not the file).
-    #[arg(long, global = true, env = "SESSIONLAKE_RAW_CHUNK_LINES", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, env = "SESSIONLAKE_RAW_CHUNK_LINES", default_value_t = ChunkLimits::default().max_lines, value_parser = clap::value_parser!(u64).range(1..))]
     pub raw_chunk_lines: u64,
     /// Most decompressed MiB of a landed file in one raw chunk (at most 512,
     /// which keeps every Arrow column under its 2 GiB offset limit).
-    #[arg(long, global = true, env = "SESSIONLAKE_RAW_CHUNK_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=512))]
+    #[arg(long, global = true, env = "SESSIONLAKE_RAW_CHUNK_MB", default_value_t = ChunkLimits::default().max_bytes >> 20, value_parser = clap::value_parser!(u64).range(1..=512))]
     pub raw_chunk_mb: u64,
     /// The service clock, an RFC 3339 instant (real UTC time when unset).
     #[arg(long, global = true, env = "SESSIONLAKE_NOW")]
