@@ -276,6 +276,53 @@ fn a_crash_between_chunks_resumes_after_the_merged_lines_with_other_limits() {
     assert_eq!((again["files_skipped"].as_u64(), again["lines"].as_u64()), (Some(1), Some(0)), "{again}");
 }
 
+/// The largest resident set (VmRSS) of a running child, sampled until it exits.
+fn peak_rss_mib(child: &mut Child) -> u64 {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    while child.try_wait().unwrap().is_none() {
+        let status = std::fs::read_to_string(&status_path).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        peak_kib = peak_kib.max(rss.unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    peak_kib / 1024
+}
+
+/// A landed file of 400 MiB without a newline: `raw` rejects it as one
+/// `line_too_long` line with its first MiB kept, and never buffers the line
+/// (memory stays far under the file's size).
+#[test]
+fn a_file_without_a_newline_stays_within_the_memory_bound() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("no-newline.jsonl.bz2");
+    // One MiB of `x` compressed once, as 400 concatenated bzip2 streams
+    // (decoded as one stream of bytes, like a pbzip2 file).
+    let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    encoder.write_all(&vec![b'x'; 1 << 20]).unwrap();
+    let stream = encoder.finish().unwrap();
+    std::fs::write(&file, stream.repeat(400)).unwrap();
+    report(&sessionlake(&lake, &["ingest", "--source", &file.display().to_string()]));
+
+    let mut child = command(&lake, &["raw"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let peak = peak_rss_mib(&mut child);
+    let raw = report(&child.wait_with_output().unwrap());
+    assert_eq!((raw["lines"].as_u64(), raw["rejected"].as_u64()), (Some(1), Some(1)), "{raw}");
+    assert_eq!(raw["rejected_by_reason"], serde_json::json!({ "line_too_long": 1 }));
+    assert!(peak < 250, "raw peaked at {peak} MiB for a 400 MiB line");
+    let kept = report(&sessionlake(
+        &lake,
+        &["sql", "SELECT octet_length(encode(raw_bytes, 'hex')) / 2 AS n FROM r_session_events_rejected"],
+    ));
+    assert_eq!(kept[0]["n"], 1 << 20, "the first MiB is kept");
+    eprintln!("raw peaked at {peak} MiB");
+}
+
 fn assert_one_line_failure(output: &Output, needle: &str) {
     assert!(!output.status.success(), "must fail");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -55,7 +55,10 @@ fn commands(lake: &TestLake, files: &[PathBuf; 2], keyspace: &str) -> Vec<Comman
                 &nodes,
                 "--keyspace",
                 keyspace,
-                // Small gold MERGEs and serve ranges: more places to die.
+                // Small raw chunks, gold MERGEs and serve ranges: more
+                // places to die (between two chunks of one file too).
+                "--raw-chunk-lines",
+                "100",
                 "--max-rows-per-batch",
                 "300",
                 "--max-versions-per-range",

@@ -10,7 +10,7 @@ use crate::support::sessionlake;
 
 /// Sessions generated before the files are cut down to a few dates.
 const GENERATED_SESSIONS: &str = "8000";
-/// Event dates kept (one raw MERGE each per file): few, so a run is quick.
+/// Event dates kept: few, so a run is quick (a few hundred lines per file).
 const KEPT_DATES: [&str; 3] = ["2016-11-01", "2016-11-02", "2016-11-03"];
 
 /// The two input files, with events of a few dates (and the undated bad
