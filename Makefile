@@ -12,7 +12,7 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit soak bench bench-scale bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
+.PHONY: demo test lint unit soak bench bench-scale bench-anomalies bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
@@ -66,6 +66,10 @@ bench: build-release
 ## bench-scale: the chain at 1x, 10x and 30x (SCALES="1 10 30"): us/event per stage against 1x, and peak RSS
 bench-scale: build-release
 	scripts/bench-scale
+
+## bench-anomalies: raw on the full-size file clean and with 0.1% anomalies (stray dates): the ratio (target <= 1.1)
+bench-anomalies: build-release
+	scripts/bench-anomalies
 
 ## bench-api: load test of the API (oha at 2000 req/s and full speed on both GETs; POST /events events/s)
 bench-api: build-release
