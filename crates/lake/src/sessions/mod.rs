@@ -19,8 +19,11 @@
 //! between the batch and the stored row.
 //!
 //! Pruning never misses a match: before the MERGE, the partitions that
-//! already hold any of the batch's sessions are looked up (a scan of two
-//! columns), and the MERGE is limited to those plus the batch's own dates.
+//! already hold any of the batch's sessions are looked up in an exact
+//! session → date index of gold ([`index`]: kept current from gold's change
+//! feed, persisted as a snapshot in gold's folder), and the MERGE is
+//! limited to those plus the batch's own dates. The lookup costs what the
+//! micro-batch holds, not what gold holds.
 //!
 //! Two processes may run the stage at once (two `run`s, `run` beside `up`):
 //! a MERGE that loses the commit race reloads the table and, unless the
@@ -29,21 +32,21 @@
 
 mod aggregate;
 mod feed;
+mod index;
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{AsArray, RecordBatch};
+use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType;
 use deltalake::arrow::datatypes::Date32Type;
 use deltalake::datafusion::logical_expr::{Expr, cast, when};
 use deltalake::datafusion::prelude::{SessionContext, coalesce, lit};
 use deltalake::datafusion::scalar::ScalarValue;
-use deltalake::delta_datafusion::create_session;
 use sessionlake_model::crash;
 use sessionlake_model::tables::{SESSIONS_APP_ID, raw, sessions as columns};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
@@ -54,6 +57,8 @@ use crate::{progress, query, txn};
 
 pub use aggregate::{SessionBatch, SessionUpdate};
 pub use feed::{SessionChange, SessionFeed, SessionImage};
+use index::RunIndex;
+pub use index::{INDEX_SNAPSHOT_DIR, SessionIndex};
 
 /// The sessions stage's inputs.
 #[derive(Debug, Clone)]
@@ -124,6 +129,8 @@ impl SessionsStage {
             .filter_map(|file| file.num_records())
             .sum::<usize>() as u64;
         let mut step = (self.max_rows_per_batch / (table_rows / (latest + 1)).max(1)).clamp(1, max_step);
+        // Where gold files each session: opened on the first MERGE.
+        let mut index = RunIndex::new(self.lake.clone());
         let mut from = first;
         while from <= latest {
             if self.max_batches.is_some_and(|limit| report.batches >= limit) {
@@ -134,7 +141,7 @@ impl SessionsStage {
             let batch = read_changes(&raw_table, from, to).await?;
             report.raw_rows += batch.rows;
             if !batch.sessions.is_empty() {
-                match merge_retrying(gold, &batch, to as i64).await? {
+                match merge_retrying(gold, &batch, to as i64, &mut index).await? {
                     Merged::Applied { table, inserted, updated } => {
                         gold = table;
                         crash::point(crash::SESSIONS_AFTER_MERGE);
@@ -159,6 +166,11 @@ impl SessionsStage {
             from = to + 1;
         }
         bar.finish_and_clear();
+        // The data is committed: a snapshot that cannot be written only
+        // means a longer catch-up (or a scan) next time.
+        if let Err(error) = index.save_if_due(&gold).await {
+            warn!(error = %error, "could not save the sessions index snapshot");
+        }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
@@ -180,36 +192,6 @@ async fn read_changes(raw_table: &DeltaTable, from: u64, to: u64) -> Result<Sess
         sessions.add_raw_rows(batch)?;
     }
     Ok(sessions)
-}
-
-/// The dates of gold partitions already holding any session of `source`.
-async fn partitions_holding(gold: &DeltaTable, source: &RecordBatch) -> Result<BTreeSet<i32>> {
-    // An unreadable snapshot is an error, never "gold is empty": pruning to
-    // the batch's own dates would then miss a stored session and insert a
-    // second row for it.
-    if gold.snapshot().map_err(LakeError::delta(SESSIONS.name))?.log_data().num_files() == 0 {
-        return Ok(BTreeSet::new());
-    }
-    let context = create_session().into_inner();
-    let provider = gold.table_provider().await.map_err(LakeError::query(SESSIONS.name))?;
-    context.register_table("gold", provider).map_err(LakeError::query(SESSIONS.name))?;
-    context.register_batch("batch", source.clone()).map_err(LakeError::query(SESSIONS.name))?;
-    let sql = format!(
-        "SELECT DISTINCT g.\"{date}\" FROM gold g JOIN batch b ON g.{session} = b.{session}",
-        date = columns::EVENT_DATE,
-        session = columns::SESSION_ID
-    );
-    let batches = context
-        .sql(&sql)
-        .await
-        .map_err(LakeError::query(SESSIONS.name))?
-        .collect()
-        .await
-        .map_err(LakeError::query(SESSIONS.name))?;
-    Ok(batches
-        .iter()
-        .flat_map(|batch| batch.column(0).as_primitive::<Date32Type>().iter().flatten().collect::<Vec<_>>())
-        .collect())
 }
 
 /// How many times a sessions MERGE is re-run after losing a commit race.
@@ -238,12 +220,19 @@ enum Merged {
 /// MERGEs one micro-batch, recording `raw_version` in the same commit; a
 /// lost commit race reloads the table and tries again, unless the reloaded
 /// table shows `raw_version` applied by another process.
-async fn merge_retrying(mut gold: DeltaTable, batch: &SessionBatch, raw_version: i64) -> Result<Merged> {
+async fn merge_retrying(
+    mut gold: DeltaTable,
+    batch: &SessionBatch,
+    raw_version: i64,
+    index: &mut RunIndex,
+) -> Result<Merged> {
     let mut conflicts_retried = 0;
     loop {
         // Looked up again on every attempt: the writer that won the race
-        // may have filed some of these sessions under other dates.
-        match merge_sessions(gold.clone(), batch, raw_version).await {
+        // may have filed some of these sessions under other dates (the
+        // index reads its commits from gold's change feed).
+        let stored_dates = index.current(&gold).await?.dates_of(batch.sessions.keys().map(String::as_str));
+        match merge_sessions(gold.clone(), batch, raw_version, stored_dates).await {
             Ok((table, inserted, updated)) => return Ok(Merged::Applied { table, inserted, updated }),
             Err(LakeError::Delta { source, .. }) => {
                 back_off_after_conflict(*source, &mut conflicts_retried, MERGE_CONFLICT_RETRIES, "a sessions merge")
@@ -260,12 +249,17 @@ async fn merge_retrying(mut gold: DeltaTable, batch: &SessionBatch, raw_version:
     }
 }
 
-/// MERGEs one micro-batch, recording `raw_version` in the same commit.
+/// MERGEs one micro-batch, recording `raw_version` in the same commit;
+/// `dates` are those of the partitions that hold any of its sessions.
 /// Returns the table and the rows inserted and updated.
-async fn merge_sessions(gold: DeltaTable, batch: &SessionBatch, raw_version: i64) -> Result<(DeltaTable, u64, u64)> {
+async fn merge_sessions(
+    gold: DeltaTable,
+    batch: &SessionBatch,
+    raw_version: i64,
+    mut dates: BTreeSet<i32>,
+) -> Result<(DeltaTable, u64, u64)> {
     let now = chrono::Utc::now();
     let source_batch = batch.to_record_batch(now)?;
-    let mut dates = partitions_holding(&gold, &source_batch).await?;
     let source_dates = source_batch.column(8).as_primitive::<Date32Type>();
     dates.extend(source_dates.values().iter().copied());
     let date_list: Vec<Expr> = dates.iter().map(|&day| lit(ScalarValue::Date32(Some(day)))).collect();

@@ -4,6 +4,7 @@
 //! - `chunks`: the raw stage's chunk limits change no row, and bound every commit
 //! - `incremental`: re-runs, crashes between commits, out-of-order arrival
 //! - `landing`: copying and downloading (local HTTP server), and their errors
+//! - `sessions_index`: pruning by the session → partition index never misses a stored row (far dates, moves, two writers, lost history)
 //! - `permutation`: one set of lines in other files, orders, batch sizes and restarts gives the same tables
 //! - `maintain`: table upkeep keeps rows and what lagging readers need; a forced gap is `HistoryGone`
 //! - `live`: live ingest (`POST /events`): group commit, retries, compaction, shutdown
@@ -20,5 +21,6 @@ mod permutation;
 mod pipeline;
 mod quarantine;
 mod s3;
+mod sessions_index;
 mod tables;
 mod util;
