@@ -52,6 +52,7 @@ use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
 use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
 use crate::lake::Lake;
+use crate::rebuild::RawSnapshot;
 use crate::schema::{RAW, SESSIONS};
 use crate::{progress, query, txn};
 
@@ -94,6 +95,9 @@ pub struct SessionsReport {
     pub from_version: Option<i64>,
     /// Raw version applied after this run.
     pub to_version: Option<i64>,
+    /// Whether the raw history this run needed was gone (vacuumed or
+    /// cleaned past it), so it folded the whole raw table again.
+    pub rebuilt_from_snapshot: bool,
     /// Wall time.
     pub seconds: f64,
 }
@@ -111,7 +115,7 @@ impl SessionsStage {
         let applied = txn::applied_version(&gold, SESSIONS.name, SESSIONS_APP_ID).await?;
         report.from_version = applied;
         report.to_version = applied;
-        let latest = raw_table.version().unwrap_or(0);
+        let mut latest = raw_table.version().unwrap_or(0);
         let first = applied.map_or(0, |version| version as u64 + 1);
         if first > latest {
             report.seconds = started.elapsed().as_secs_f64();
@@ -138,10 +142,25 @@ impl SessionsStage {
             }
             let to = (from + step - 1).min(latest);
             bar.set_message(format!("raw versions {from}..={to}"));
-            let batch = read_changes(&raw_table, from, to).await?;
+            let batch = match read_changes(&raw_table, from, to).await {
+                Ok(batch) => batch,
+                Err(LakeError::HistoryGone { version, missing, .. }) => {
+                    // The raw history from `from` on was vacuumed or cleaned
+                    // past this stage: fold the whole raw table again
+                    // instead, never skip those versions.
+                    warn!(from, version, %missing, "the raw history this stage needs is gone: folding the whole raw table again");
+                    let (table, rebuilt) = self.fold_raw_snapshot(gold, &mut index, &mut report).await?;
+                    gold = table;
+                    latest = latest.max(rebuilt);
+                    bar.inc(rebuilt.saturating_sub(from) + 1);
+                    from = rebuilt + 1;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             report.raw_rows += batch.rows;
             if !batch.sessions.is_empty() {
-                match merge_retrying(gold, &batch, to as i64, &mut index).await? {
+                match merge_retrying(gold, &batch, Some(to as i64), &mut index).await? {
                     Merged::Applied { table, inserted, updated } => {
                         gold = table;
                         crash::point(crash::SESSIONS_AFTER_MERGE);
@@ -173,6 +192,53 @@ impl SessionsStage {
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+}
+
+impl SessionsStage {
+    /// Folds every row of the raw table (as of now) into gold again, one
+    /// date partition per MERGE, and records the snapshot's version on the
+    /// last MERGE only: a crash before it leaves the old mark, so the next
+    /// run finds the gap and folds again. Folding an event twice changes
+    /// nothing, so gold ends as the fold of the whole raw table. Returns
+    /// gold and the raw version now applied.
+    async fn fold_raw_snapshot(
+        &self,
+        mut gold: DeltaTable,
+        index: &mut RunIndex,
+        report: &mut SessionsReport,
+    ) -> Result<(DeltaTable, u64)> {
+        let snapshot = RawSnapshot::open(&self.lake).await?.ok_or_else(|| LakeError::Unexpected {
+            table: RAW.name,
+            message: "the raw table disappeared while its history was read".into(),
+        })?;
+        let version = snapshot.version();
+        let days = snapshot.days().to_vec();
+        for (position, &day) in days.iter().enumerate() {
+            let mut batch = SessionBatch::default();
+            for rows in snapshot.read_day(day).await? {
+                batch.add_raw_rows(&rows)?;
+            }
+            report.raw_rows += batch.rows;
+            let mark = (position + 1 == days.len()).then_some(version);
+            match merge_retrying(gold, &batch, mark, index).await? {
+                Merged::Applied { table, inserted, updated } => {
+                    gold = table;
+                    report.inserted += inserted;
+                    report.updated += updated;
+                    report.batches += 1;
+                }
+                Merged::AppliedElsewhere { table, applied } => {
+                    // Another process folded up to `applied` (only the last
+                    // MERGE carries a mark): this snapshot is done.
+                    report.to_version = Some(applied);
+                    return Ok((table, applied.max(0) as u64));
+                }
+            }
+        }
+        report.rebuilt_from_snapshot = true;
+        report.to_version = Some(version);
+        Ok((gold, version.max(0) as u64))
     }
 }
 
@@ -217,13 +283,13 @@ enum Merged {
     },
 }
 
-/// MERGEs one micro-batch, recording `raw_version` in the same commit; a
-/// lost commit race reloads the table and tries again, unless the reloaded
-/// table shows `raw_version` applied by another process.
+/// MERGEs one micro-batch, recording `raw_version` (if any) in the same
+/// commit; a lost commit race reloads the table and tries again, unless the
+/// reloaded table shows `raw_version` applied by another process.
 async fn merge_retrying(
     mut gold: DeltaTable,
     batch: &SessionBatch,
-    raw_version: i64,
+    raw_version: Option<i64>,
     index: &mut RunIndex,
 ) -> Result<Merged> {
     let mut conflicts_retried = 0;
@@ -240,7 +306,7 @@ async fn merge_retrying(
                     .map_err(LakeError::delta(SESSIONS.name))?;
                 gold.update_state().await.map_err(LakeError::delta(SESSIONS.name))?;
                 let applied = txn::applied_version(&gold, SESSIONS.name, SESSIONS_APP_ID).await?;
-                if let Some(applied) = applied.filter(|&applied| applied >= raw_version) {
+                if let Some(applied) = applied.filter(|&applied| raw_version.is_some_and(|wanted| applied >= wanted)) {
                     return Ok(Merged::AppliedElsewhere { table: gold, applied });
                 }
             }
@@ -249,13 +315,13 @@ async fn merge_retrying(
     }
 }
 
-/// MERGEs one micro-batch, recording `raw_version` in the same commit;
+/// MERGEs one micro-batch, recording `raw_version` (if any) in the same commit;
 /// `dates` are those of the partitions that hold any of its sessions.
 /// Returns the table and the rows inserted and updated.
 async fn merge_sessions(
     gold: DeltaTable,
     batch: &SessionBatch,
-    raw_version: i64,
+    raw_version: Option<i64>,
     mut dates: BTreeSet<i32>,
 ) -> Result<(DeltaTable, u64, u64)> {
     let now = chrono::Utc::now();
@@ -276,7 +342,7 @@ async fn merge_sessions(
         .merge(source_frame, predicate)
         .with_source_alias(SOURCE)
         .with_target_alias(TARGET)
-        .with_commit_properties(txn::commit_with([(SESSIONS_APP_ID.to_string(), raw_version)]))
+        .with_commit_properties(txn::commit_with(raw_version.map(|version| (SESSIONS_APP_ID.to_string(), version))))
         .when_matched_update(|update| {
             update
                 .predicate(rule.changes_anything())
