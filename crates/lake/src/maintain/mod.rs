@@ -21,7 +21,7 @@
 //! ([`MaintainSettings::protect_readers`] false) or the position is unknown
 //! (serve's progress unreadable: the gold history is then kept within the
 //! retention only), a reader that finds its history gone gets
-//! [`LakeError::HistoryGone`](crate::LakeError::HistoryGone) and rebuilds
+//! [`LakeError::HistoryGone`] and rebuilds
 //! from a snapshot ([`crate::rebuild`]) instead of skipping data.
 
 mod compact;

@@ -547,8 +547,8 @@ mod tests {
     /// Line `n` of a mixed file: valid starts over ten days, with a
     /// rejected line every 7th and a CRLF ending every 5th.
     fn mixed_line(n: usize) -> String {
-        let ending = if n % 5 == 0 { "\r\n" } else { "\n" };
-        if n % 7 == 0 {
+        let ending = if n.is_multiple_of(5) { "\r\n" } else { "\n" };
+        if n.is_multiple_of(7) {
             return format!("not json {n}{ending}");
         }
         format!(
@@ -642,7 +642,7 @@ mod tests {
         assert_eq!(resumed_rejected, rejected.into_iter().filter(|&line| line > 1_234).collect::<Vec<_>>());
         // Line n's event has n microseconds past the second.
         let later: Vec<Event> = events.into_iter().filter(|event| event.ts_micros % 1_000_000 > 1_234).collect();
-        assert_eq!(later.len(), (1_235..=3_000).filter(|n| n % 7 != 0).count());
+        assert_eq!(later.len(), (1_235..=3_000).filter(|n: &u64| !n.is_multiple_of(7)).count());
         assert_eq!(resumed_events, later);
     }
 

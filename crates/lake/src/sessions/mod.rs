@@ -20,7 +20,7 @@
 //!
 //! Pruning never misses a match: before the MERGE, the partitions that
 //! already hold any of the batch's sessions are looked up in an exact
-//! session → date index of gold ([`index`]: kept current from gold's change
+//! session → date index of gold (`index`: kept current from gold's change
 //! feed, persisted as a snapshot in gold's folder), and the MERGE is
 //! limited to those plus the batch's own dates. The lookup costs what the
 //! micro-batch holds, not what gold holds.
