@@ -23,6 +23,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Command, Config};
 
 fn main() -> ExitCode {
+    return_freed_memory();
     let config = Config::parse();
     let filter = match EnvFilter::try_new(&config.global.log) {
         Ok(filter) => filter,
@@ -79,6 +80,26 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Makes glibc give large freed blocks back to the system. By default its
+/// mmap threshold grows to the largest block freed so far (up to 32 MiB),
+/// after which Arrow's multi-MiB buffers come from the heap and stay
+/// resident when freed: `raw` on 1.5 million lines had 267 MiB of live heap
+/// but 494 MiB resident, 287 MiB with the threshold fixed at 1 MiB. Setting
+/// it also stops the dynamic adjustment.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn return_freed_memory() {
+    // SAFETY: `mallopt` only sets a tuning parameter of the allocator, and
+    // this runs first in `main`, before any other thread allocates.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Other allocators return freed memory by themselves.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_freed_memory() {}
 
 /// Keeps one panic that is caught by design off the user's screen.
 ///

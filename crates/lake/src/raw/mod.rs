@@ -53,19 +53,15 @@ pub mod read;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use deltalake::datafusion::prelude::lit;
-use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
-use sessionlake_model::tables::raw as columns;
 use sessionlake_model::time::date_of_day;
 use sessionlake_model::{Event, RejectReason, crash};
 use tracing::info;
 
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
-use crate::expr::target;
 use crate::lake::Lake;
 use crate::landing::{self, Manifest, ManifestEntry};
 use crate::schema::{RAW, REJECTED};
@@ -448,33 +444,21 @@ async fn merge_chunk(
     drop(events);
     let batch = raw_batch(&distinct, chrono::Utc::now())?;
     drop(distinct);
-    // The date literals on the target side are what prune the scan to the
-    // chunk's partitions; an event's date is a function of its identity (its
-    // ts is part of UNIQUE_ID_ROW), so an exact repeat is always in one of
-    // these partitions.
-    let date_condition = match days.len() {
-        1 => target(columns::EVENT_DATE).eq(date_literal(*days.keys().next().expect("one date"))),
-        _ => target(columns::EVENT_DATE).in_list(days.keys().map(|&day| date_literal(day)).collect(), false),
-    };
-    let merged = merge_new_rows(table, batch, date_condition, markers, MERGE_CONFLICT_RETRIES).await?;
-    let metrics = &merged.metrics;
+    // An event's date is a function of its identity (its ts is part of
+    // UNIQUE_ID_ROW), so an exact repeat is always in one of these partitions.
+    let dates: BTreeSet<i32> = days.keys().copied().collect();
+    let merged = merge_new_rows(table, batch, &dates, markers, MERGE_CONFLICT_RETRIES).await?;
     info!(
         first_date = %date_of_day(*days.keys().next().expect("a date")),
         dates = days.len(),
-        source_rows = metrics.num_source_rows,
-        inserted = metrics.num_target_rows_inserted,
-        files_scanned = metrics.num_target_files_scanned,
-        files_skipped = metrics.num_target_files_skipped_during_scan,
-        rows_copied = metrics.num_target_rows_copied,
+        inserted = merged.inserted,
+        files_scanned = merged.files_scanned,
+        files_skipped = merged.files_skipped,
         conflicts_retried = merged.conflicts_retried,
-        ms = metrics.execution_time_ms,
+        ms = merged.elapsed.as_millis() as u64,
         "merged raw chunk"
     );
-    Ok((merged.table, metrics.num_target_rows_inserted as u64))
-}
-
-fn date_literal(day: i32) -> deltalake::datafusion::logical_expr::Expr {
-    lit(ScalarValue::Date32(Some(day)))
+    Ok((merged.table, merged.inserted))
 }
 
 /// Reason codes as report keys.

@@ -375,10 +375,10 @@ async fn a_gap_in_the_log_is_history_gone_and_the_snapshot_rebuilds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_change_file_is_history_gone() {
-    // Maintenance never removes `_change_data` files (the change feed of
-    // both MERGE-written tables reads them, and vacuum's lite mode only
-    // takes removed data files), so this gap is made by hand.
+async fn a_vacuumed_data_file_is_history_gone() {
+    // Raw's commits add data files only (no `_change_data`): its change feed
+    // reads the added files. Compaction then a vacuum with no retention, the
+    // log kept, takes files the lagging stage's versions still name.
     let dir = tempfile::tempdir().unwrap();
     let lines = input_lines(dir.path(), 53);
     let lake = Lake::new(dir.path().join("lake"));
@@ -386,16 +386,19 @@ async fn a_missing_change_file_is_history_gone() {
     let applied = fold_one_micro_batch(&lake).await;
     let next = applied as u64 + 1;
     let commit = std::fs::read_to_string(lake.table_dir(&RAW).join(format!("_delta_log/{next:020}.json"))).unwrap();
-    let change_file = commit
+    let added = commit
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find_map(|action| action.get("cdc")?.get("path")?.as_str().map(str::to_string))
-        .expect("the raw MERGE writes change files");
-    std::fs::remove_file(lake.table_dir(&RAW).join(&change_file)).unwrap();
+        .find_map(|action| action.get("add")?.get("path")?.as_str().map(str::to_string))
+        .expect("the raw merge adds files");
+    let settings = MaintainSettings { log_retention: Duration::from_secs(1_000 * 86_400), ..immediate(false) };
+    maintain(&lake, settings, ReaderPosition::Applied(None)).await;
+    assert!(!lake.table_dir(&RAW).join(&added).exists(), "vacuum took {added}");
+    assert!(commits_in_log(&lake, RAW).contains(&next), "the log still names it");
     let gold_before = gold_content(&lake).await;
 
     let report = stage(&lake).run().await.expect("the gap is folded over");
-    assert!(report.rebuilt_from_snapshot, "a missing change file is a gap too: {report:?}");
+    assert!(report.rebuilt_from_snapshot, "a vacuumed data file is a gap too: {report:?}");
     assert!(gold_before.len() < gold_content(&lake).await.len());
     assert_eq!(gold_content(&lake).await, clean_reference(dir.path(), 53).await);
 }

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use deltalake::DeltaTable;
 use sessionlake_model::Event;
-use sessionlake_model::tables::raw as columns;
 use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -18,7 +17,6 @@ use super::compaction::{self, CompactionOutcome};
 use super::stats::Counters;
 use super::{LiveSettings, Reply, Request, durable};
 use crate::error::Result;
-use crate::expr::{source, target};
 use crate::lake::Lake;
 use crate::raw::{distinct_events, merge_new_rows, raw_batch};
 use crate::schema::RAW;
@@ -215,17 +213,12 @@ impl Committer {
             });
         }
         let batch = raw_batch(&distinct, chrono::Utc::now())?;
-        // `source.P = target.P` on the partition column: delta-rs turns it
-        // into a target-side filter on the group's distinct dates, which
-        // prunes the scan (and narrows conflict detection) to them.
-        let date_condition = target(columns::EVENT_DATE).eq(source(columns::EVENT_DATE));
+        let dates: BTreeSet<i32> = by_date.keys().copied().collect();
         let merged =
-            merge_new_rows(self.table.clone(), batch, date_condition, Vec::new(), self.settings.max_conflict_retries)
-                .await?;
+            merge_new_rows(self.table.clone(), batch, &dates, Vec::new(), self.settings.max_conflict_retries).await?;
         self.table = merged.table;
-        let metrics = merged.metrics;
-        let inserted = metrics.num_target_rows_inserted as u64;
-        // delta-rs makes no commit when a MERGE has nothing to write.
+        let inserted = merged.inserted;
+        // Nothing new makes no commit.
         let committed = inserted > 0;
         let raw_version = version_of(&self.table);
         let mut fsync_ms = 0;
@@ -249,9 +242,9 @@ impl Committer {
             inserted,
             committed,
             conflicts_retried: merged.conflicts_retried,
-            files_scanned: metrics.num_target_files_scanned,
-            files_skipped: metrics.num_target_files_skipped_during_scan,
-            merge_ms: metrics.execution_time_ms,
+            files_scanned: merged.files_scanned,
+            files_skipped: merged.files_skipped,
+            merge_ms: merged.elapsed.as_millis() as u64,
             fsync_ms,
         })
     }
