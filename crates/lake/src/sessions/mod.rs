@@ -33,6 +33,7 @@
 mod aggregate;
 mod feed;
 mod index;
+mod range;
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -68,9 +69,10 @@ pub struct SessionsStage {
     pub lake: Lake,
     /// Most raw versions folded into one gold MERGE.
     pub max_versions_per_batch: u64,
-    /// About how many raw rows one gold MERGE takes: the number of versions
-    /// per micro-batch adapts to the rows the previous versions held, so
-    /// memory stays bounded however large a version is.
+    /// Most raw rows one gold MERGE takes: a micro-batch's versions are
+    /// counted from their commit entries before any row is read, so memory
+    /// stays bounded however the versions were written (a single version
+    /// larger than this is a micro-batch of its own).
     pub max_rows_per_batch: u64,
     /// Stop after this many merged micro-batches (tests use it to simulate
     /// a crash right after a commit); `None` runs until caught up.
@@ -123,16 +125,6 @@ impl SessionsStage {
         }
         let max_step = self.max_versions_per_batch.max(1);
         let bar = progress::steps_bar(latest - first + 1, "sessions", self.show_progress);
-        // Size the first range from the table's average rows per version,
-        // the next ones from what the previous range held.
-        let table_rows: u64 = raw_table
-            .snapshot()
-            .map_err(LakeError::delta(RAW.name))?
-            .log_data()
-            .iter()
-            .filter_map(|file| file.num_records())
-            .sum::<usize>() as u64;
-        let mut step = (self.max_rows_per_batch / (table_rows / (latest + 1)).max(1)).clamp(1, max_step);
         // Where gold files each session: opened on the first MERGE.
         let mut index = RunIndex::new(self.lake.clone());
         let mut from = first;
@@ -140,7 +132,7 @@ impl SessionsStage {
             if self.max_batches.is_some_and(|limit| report.batches >= limit) {
                 break;
             }
-            let to = (from + step - 1).min(latest);
+            let to = range::range_end(&raw_table, from, latest, self.max_rows_per_batch, max_step).await?;
             bar.set_message(format!("raw versions {from}..={to}"));
             let batch = match read_changes(&raw_table, from, to).await {
                 Ok(batch) => batch,
@@ -180,8 +172,6 @@ impl SessionsStage {
                 }
             }
             bar.inc(to - from + 1);
-            let rows_per_version = (batch.rows / (to - from + 1)).max(1);
-            step = (self.max_rows_per_batch / rows_per_version).clamp(1, max_step);
             from = to + 1;
         }
         bar.finish_and_clear();
