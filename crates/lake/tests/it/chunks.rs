@@ -1,16 +1,18 @@
 //! The raw stage streams a file in chunks (`--raw-chunk-lines`,
 //! `--raw-chunk-mb`): the tables do not depend on the chunk limits, no
 //! commit holds more rows than a chunk has lines, and a file costs one
-//! commit per chunk, not one per event date.
+//! commit per chunk, not one per event date. `sessions` sizes its
+//! micro-batches by the rows of raw's versions, within its row limit.
 
 use std::path::Path;
 
 use sessionlake_generator::Truth;
 use sessionlake_lake::Lake;
 use sessionlake_lake::raw::{ChunkLimits, RawReport};
-use sessionlake_lake::schema::{RAW, REJECTED, TableSpec};
+use sessionlake_lake::schema::{RAW, REJECTED, SESSIONS, TableSpec};
+use sessionlake_lake::sessions::SessionsStage;
 
-use crate::util::{counts, generated, ingest, raw_in_chunks, rows};
+use crate::util::{counts, generated, gold_content, ingest, raw_in_chunks, rows, sessions};
 
 /// Rows added by each commit of a local table (version 0, the creation, left out).
 fn rows_per_commit(lake: &Lake, spec: &TableSpec) -> Vec<u64> {
@@ -104,4 +106,52 @@ async fn one_lake(dir: &Path, name: &str, file: &Path, limits: ChunkLimits) -> (
     ingest(&lake, file).await;
     let report = raw_in_chunks(&lake, limits).await;
     (lake, report)
+}
+
+/// The micro-batches `sessions` should make of raw versions holding
+/// `rows` rows each (versions 1, 2, …): consecutive versions while their
+/// rows stay within `max_rows` (a larger version alone), at most
+/// `max_versions`; only batches with rows merge.
+fn expected_micro_batches(rows: &[u64], max_rows: u64, max_versions: usize) -> u64 {
+    let mut batches = 0;
+    let mut from = 0;
+    while from < rows.len() {
+        let mut to = from;
+        let mut held = rows[from];
+        while to + 1 < rows.len() && to + 1 - from < max_versions && held + rows[to + 1] <= max_rows {
+            to += 1;
+            held += rows[to];
+        }
+        batches += u64::from(held > 0);
+        from = to + 1;
+    }
+    batches
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_micro_batches_stay_within_their_row_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, truth) = generated(dir.path(), 600, 29, 0.02);
+    let (lake, _) =
+        one_lake(dir.path(), "small chunks", &file, ChunkLimits { max_lines: 100, max_bytes: 1 << 20 }).await;
+    let rows = rows_per_commit(&lake, &RAW);
+    assert!(rows.len() > 10 && rows.iter().all(|&rows| rows <= 100), "{rows:?}");
+    let max_rows = 250;
+    let small = SessionsStage {
+        lake: lake.clone(),
+        max_versions_per_batch: 8,
+        max_rows_per_batch: max_rows,
+        max_batches: None,
+        show_progress: false,
+    };
+    let report = small.run().await.expect("sessions");
+    assert_eq!(report.raw_rows, truth.raw_rows);
+    assert_eq!(report.batches, expected_micro_batches(&rows, max_rows, 8), "raw rows per version: {rows:?}");
+    let gold_commits = rows_per_commit(&lake, &SESSIONS);
+    assert_eq!(gold_commits.len() as u64, report.batches, "one gold commit per micro-batch");
+
+    // The same raw table folded in large micro-batches gives the same gold.
+    let (reference, _) = one_lake(dir.path(), "one chunk", &file, ChunkLimits::default()).await;
+    sessions(&reference, None).await;
+    assert_eq!(gold_content(&lake).await, gold_content(&reference).await);
 }
