@@ -1,9 +1,12 @@
-//! Column references for MERGE expressions. Built as `Column` values, never
-//! parsed from text, because DataFusion lower-cases unquoted identifiers and
-//! our tables have upper-case columns (`EVENT_DATE`, `UNIQUE_ID_ROW`).
+//! Column references and literals for MERGE expressions. Columns are built
+//! as `Column` values, never parsed from text, because DataFusion
+//! lower-cases unquoted identifiers and our tables have upper-case columns
+//! (`EVENT_DATE`, `UNIQUE_ID_ROW`).
 
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::logical_expr::Expr;
+use deltalake::datafusion::prelude::lit;
+use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::operations::merge::InsertBuilder;
 
 use crate::schema::TableSpec;
@@ -21,6 +24,11 @@ pub(crate) fn target(name: &str) -> Expr {
 /// `source.<name>`, case preserved.
 pub(crate) fn source(name: &str) -> Expr {
     Expr::Column(Column::new(Some(SOURCE), name))
+}
+
+/// An `EVENT_DATE` value (days since 1970-01-01) as a literal.
+pub(crate) fn date_literal(day: i32) -> Expr {
+    lit(ScalarValue::Date32(Some(day)))
 }
 
 /// `WHEN NOT MATCHED THEN INSERT *`: every column of `spec` from the source.

@@ -1,6 +1,6 @@
 //! The raw table's one write: an insert-only merge of distinct events,
-//! re-run when it loses a commit race. The raw stage (per event date) and
-//! live ingest (per group of requests) both write through it, so a row has
+//! re-run when it loses a commit race. The raw stage (per chunk of a file)
+//! and live ingest (per group of requests) both write through it, so a row has
 //! one identity (EVENT_DATE + UNIQUE_ID_ROW) whoever writes it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use deltalake::arrow::compute::filter_record_batch;
-use deltalake::datafusion::prelude::{SessionContext, ident, lit};
-use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::datafusion::prelude::{SessionContext, ident};
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Version};
 use deltalake::protocol::{DeltaOperation, MergePredicate};
@@ -22,6 +21,7 @@ use sessionlake_model::time::date_of_day;
 
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
+use crate::expr::date_literal;
 use crate::schema::RAW;
 use crate::txn;
 
@@ -61,8 +61,8 @@ pub(crate) struct MergedRows {
 /// steps: read only the UNIQUE_ID_ROW column of the `dates` partitions,
 /// streamed against a hash set of the batch's ids (memory bounded by the
 /// batch, not by the partitions); write the new rows as files; commit them
-/// as a `MERGE` whose read predicate is `EVENT_DATE IN (dates)`. A
-/// DataFusion MERGE joins the batch with every column of those partitions
+/// as a `MERGE` whose read predicate is `EVENT_DATE IN (dates)`.
+/// delta-rs's MERGE joins the batch with every column of those partitions
 /// and held on to the copied target strings, so its memory grew with the
 /// table (found at 10× the full-size file: 750 MiB per million events).
 ///
@@ -181,7 +181,7 @@ async fn known_rows(table: &DeltaTable, batch: &RecordBatch, dates: &BTreeSet<i3
     }
     let mut known = vec![false; batch.num_rows()];
     let context = SessionContext::new();
-    let date_list = dates.iter().map(|&day| lit(ScalarValue::Date32(Some(day)))).collect();
+    let date_list = dates.iter().map(|&day| date_literal(day)).collect();
     let mut stream = context
         .read_table(table.table_provider().await?)?
         .filter(ident(columns::EVENT_DATE).in_list(date_list, false))?

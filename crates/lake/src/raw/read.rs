@@ -67,10 +67,10 @@ impl ChunkLimits {
 }
 
 impl Default for ChunkLimits {
-    /// 200,000 lines or 64 MiB: five MERGE commits for the full-size
-    /// file, and a stage that stays far under 1 GiB (a chunk's MERGE
-    /// buffers its output per partition until it commits: ~450 MiB peak at
-    /// 100,000 lines, ~1 GiB at 1,000,000, measured on the full-size file).
+    /// 200,000 lines or 64 MiB: five merge commits for the full-size
+    /// file, and a stage that stays far under 1 GiB (peak RSS 297 MiB at
+    /// the full size, 521 MiB at 30×; 1,000,000-line chunks reached
+    /// 936 MiB at 10× and were no faster).
     fn default() -> Self {
         Self { max_lines: 200_000, max_bytes: 64 << 20 }
     }

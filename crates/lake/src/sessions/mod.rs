@@ -51,7 +51,7 @@ use tracing::{info, warn};
 
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
-use crate::expr::{SOURCE, TARGET, insert_every_column, source, target};
+use crate::expr::{SOURCE, TARGET, date_literal, insert_every_column, source, target};
 use crate::lake::Lake;
 use crate::rebuild::RawSnapshot;
 use crate::schema::{RAW, SESSIONS};
@@ -318,7 +318,7 @@ async fn merge_sessions(
     let source_batch = batch.to_record_batch(now)?;
     let source_dates = source_batch.column(8).as_primitive::<Date32Type>();
     dates.extend(source_dates.values().iter().copied());
-    let date_list: Vec<Expr> = dates.iter().map(|&day| lit(ScalarValue::Date32(Some(day)))).collect();
+    let date_list: Vec<Expr> = dates.iter().map(|&day| date_literal(day)).collect();
 
     let context = SessionContext::new();
     let source_frame = context.read_batch(source_batch).map_err(LakeError::query(SESSIONS.name))?;
