@@ -1,37 +1,23 @@
-//! Column references and literals for MERGE expressions. Columns are built
-//! as `Column` values, never parsed from text, because DataFusion
-//! lower-cases unquoted identifiers and our tables have upper-case columns
+//! Expressions about the tables' date partitions. Columns are built as
+//! `Column` values, never parsed from text, because DataFusion lower-cases
+//! unquoted identifiers and our tables have upper-case columns
 //! (`EVENT_DATE`, `UNIQUE_ID_ROW`).
 
-use deltalake::datafusion::common::Column;
 use deltalake::datafusion::logical_expr::Expr;
 use deltalake::datafusion::prelude::lit;
 use deltalake::datafusion::scalar::ScalarValue;
-use deltalake::operations::merge::InsertBuilder;
-
-use crate::schema::TableSpec;
-
-/// Alias of the MERGE target.
-pub(crate) const TARGET: &str = "target";
-/// Alias of the MERGE source.
-pub(crate) const SOURCE: &str = "source";
-
-/// `target.<name>`, case preserved.
-pub(crate) fn target(name: &str) -> Expr {
-    Expr::Column(Column::new(Some(TARGET), name))
-}
-
-/// `source.<name>`, case preserved.
-pub(crate) fn source(name: &str) -> Expr {
-    Expr::Column(Column::new(Some(SOURCE), name))
-}
+use sessionlake_model::tables::raw::EVENT_DATE;
+use sessionlake_model::time::date_of_day;
 
 /// An `EVENT_DATE` value (days since 1970-01-01) as a literal.
 pub(crate) fn date_literal(day: i32) -> Expr {
     lit(ScalarValue::Date32(Some(day)))
 }
 
-/// `WHEN NOT MATCHED THEN INSERT *`: every column of `spec` from the source.
-pub(crate) fn insert_every_column(spec: &TableSpec, insert: InsertBuilder) -> InsertBuilder {
-    spec.columns.iter().fold(insert, |insert, &(name, _, _)| insert.set(name, source(name)))
+/// `EVENT_DATE IN ('2016-11-01'::date, ...)` as SQL text: the read
+/// predicate a commit records (Delta's conflict checker tests concurrent
+/// writers' files against it).
+pub(crate) fn dates_predicate(days: impl IntoIterator<Item = i32>) -> String {
+    let list: Vec<String> = days.into_iter().map(|day| format!("'{}'::date", date_of_day(day))).collect();
+    format!("{EVENT_DATE} IN ({})", list.join(", "))
 }

@@ -70,6 +70,11 @@ pub fn date_of_day(day: i32) -> NaiveDate {
     DateTime::from_timestamp(i64::from(day) * 86_400, 0).expect("day in range").date_naive()
 }
 
+/// The day number of a calendar date (the inverse of [`date_of_day`]).
+pub fn day_of_date(date: NaiveDate) -> i32 {
+    (date - DateTime::UNIX_EPOCH.date_naive()).num_days() as i32
+}
+
 /// Formats microseconds as the file's format (`2016-12-02T12:48:05.520022`).
 pub fn format_ts_micros(micros: i64) -> String {
     let datetime: NaiveDateTime = DateTime::from_timestamp_micros(micros).expect("ts in range").naive_utc();

@@ -156,7 +156,7 @@ fn day_number(spec: TableSpec, text: &str) -> Result<i32> {
         table: spec.name,
         message: format!("partition value {text:?} is not a date: {error}"),
     })?;
-    Ok((date - chrono::DateTime::UNIX_EPOCH.date_naive()).num_days() as i32)
+    Ok(sessionlake_model::time::day_of_date(date))
 }
 
 #[cfg(test)]

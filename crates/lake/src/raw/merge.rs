@@ -21,7 +21,7 @@ use sessionlake_model::time::date_of_day;
 
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
-use crate::expr::date_literal;
+use crate::expr::{date_literal, dates_predicate};
 use crate::schema::RAW;
 use crate::txn;
 
@@ -144,11 +144,7 @@ async fn insert_new_rows(
     let mut writer = RecordBatchWriter::for_table(table)?;
     writer.write(new_rows).await?;
     let adds = writer.flush().await?;
-    let predicate = format!(
-        "{date} IN ({list})",
-        date = columns::EVENT_DATE,
-        list = date_texts.iter().map(|date| format!("'{date}'::date")).collect::<Vec<_>>().join(", ")
-    );
+    let predicate = dates_predicate(dates.iter().copied());
     let operation = DeltaOperation::Merge {
         merge_predicate: Some(format!(
             "{predicate} AND target.\"{id}\" = source.\"{id}\"",

@@ -9,6 +9,7 @@ use deltalake::arrow::array::{
     TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::TimestampMicrosecondType;
+use deltalake::arrow::error::ArrowError;
 use sessionlake_model::tables::raw;
 use sessionlake_model::time::day_of_micros;
 
@@ -50,6 +51,25 @@ impl SessionUpdate {
             self.player_id = player_id.to_string();
             self.country = country.map(str::to_string);
         }
+    }
+
+    /// Folds in another fold of the same session, as if its events were
+    /// added one by one: a start first (it decides the player whenever it
+    /// wins), then an end (whose player counts only while no start is
+    /// known, and `other`'s player is its end's when it has no start).
+    pub fn absorb(&mut self, other: &SessionUpdate) {
+        if let Some(start) = other.start_micros {
+            self.add_start(start, &other.player_id, other.country.as_deref());
+        }
+        if let Some(end) = other.end_micros {
+            self.add_end(end, &other.player_id);
+        }
+    }
+
+    /// Whether both the start and the end are known: such a session
+    /// changes again only on a conflicting repeat.
+    pub fn is_complete(&self) -> bool {
+        self.start_micros.is_some() && self.end_micros.is_some()
     }
 
     /// Folds an end in. end_ts is the latest end; while no start is known
@@ -104,30 +124,50 @@ impl SessionBatch {
         Ok(())
     }
 
-    /// The MERGE source: gold-table rows for these sessions, written at `now`.
-    pub fn to_record_batch(&self, now: DateTime<Utc>) -> Result<RecordBatch> {
-        let count = self.sessions.len();
-        let mut ids: Vec<&String> = self.sessions.keys().collect();
-        ids.sort_unstable();
-        let rows: Vec<&SessionUpdate> = ids.iter().map(|id| &self.sessions[*id]).collect();
-        let mut country = StringBuilder::with_capacity(count, count * 2);
-        for row in &rows {
-            country.append_option(row.country.as_deref());
-        }
-        let now_micros = now.timestamp_micros();
-        let utc = |array: TimestampMicrosecondArray| -> ArrayRef { Arc::new(array.with_timezone("UTC")) };
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(country.finish()),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.player_id.as_str()))),
-            Arc::new(StringArray::from_iter_values(ids.iter().map(|id| id.as_str()))),
-            utc(TimestampMicrosecondArray::from(rows.iter().map(|row| row.start_micros).collect::<Vec<_>>())),
-            utc(TimestampMicrosecondArray::from(rows.iter().map(|row| row.end_micros).collect::<Vec<_>>())),
-            Arc::new(Int32Array::from_iter_values(rows.iter().map(|row| i32::from(row.end_micros.is_some())))),
-            utc(TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(now_micros, count))),
-            utc(TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(now_micros, count))),
-            Arc::new(Date32Array::from_iter_values(rows.iter().map(|row| row.event_day()))),
-        ];
-        debug_assert!(columns.iter().all(|column| column.len() == count));
-        Ok(RecordBatch::try_new(SESSIONS.arrow_schema(), columns)?)
+    /// The batch's sessions as new gold rows (first written at `now`),
+    /// in session id order.
+    pub fn new_rows(&self, now: DateTime<Utc>) -> Vec<GoldRow<'_>> {
+        let mut rows: Vec<GoldRow<'_>> = self
+            .sessions
+            .iter()
+            .map(|(id, fold)| GoldRow { session_id: id, fold, inserted_micros: now.timestamp_micros() })
+            .collect();
+        rows.sort_unstable_by_key(|row| row.session_id);
+        rows
     }
+}
+
+/// One gold row to write: a session's fold and when the row was first written.
+#[derive(Debug, Clone, Copy)]
+pub struct GoldRow<'a> {
+    /// Session id.
+    pub session_id: &'a str,
+    /// What gold knows of the session.
+    pub fold: &'a SessionUpdate,
+    /// `DL_INSERT_TS`: when the session's row was first written.
+    pub inserted_micros: i64,
+}
+
+/// Gold-table rows (every column of [`SESSIONS`], `EVENT_DATE` last),
+/// updated at `now_micros`.
+pub fn gold_rows(rows: &[GoldRow<'_>], now_micros: i64) -> std::result::Result<RecordBatch, ArrowError> {
+    let count = rows.len();
+    let mut country = StringBuilder::with_capacity(count, count * 2);
+    for row in rows {
+        country.append_option(row.fold.country.as_deref());
+    }
+    let utc = |array: TimestampMicrosecondArray| -> ArrayRef { Arc::new(array.with_timezone("UTC")) };
+    let folds = || rows.iter().map(|row| row.fold);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(country.finish()),
+        Arc::new(StringArray::from_iter_values(folds().map(|fold| fold.player_id.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.session_id))),
+        utc(TimestampMicrosecondArray::from(folds().map(|fold| fold.start_micros).collect::<Vec<_>>())),
+        utc(TimestampMicrosecondArray::from(folds().map(|fold| fold.end_micros).collect::<Vec<_>>())),
+        Arc::new(Int32Array::from_iter_values(folds().map(|fold| i32::from(fold.end_micros.is_some())))),
+        utc(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|row| row.inserted_micros))),
+        utc(TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(now_micros, count))),
+        Arc::new(Date32Array::from_iter_values(folds().map(SessionUpdate::event_day))),
+    ];
+    RecordBatch::try_new(SESSIONS.arrow_schema(), columns)
 }

@@ -565,6 +565,26 @@ impl RunIndex {
         Ok(self.index.as_ref().expect("opened"))
     }
 
+    /// Records a commit this process just made (gold `version`, made on
+    /// the index's version + 1), from `filed`: gold rows (column 2: the
+    /// session id, column 8: `EVENT_DATE`) it inserted or moved. Reading
+    /// them back from the change feed would cost a scan of what was just
+    /// written; when the index is not at the version before (another
+    /// writer committed in between, or no index yet), nothing is recorded
+    /// and the next [`Self::current`] reads the feed as usual.
+    pub(crate) fn record_own_commit(&mut self, version: i64, filed: &[RecordBatch]) {
+        let Some(index) = self.index.as_mut().filter(|index| index.version + 1 == version) else { return };
+        for rows in filed {
+            let session_ids = rows.column(2).as_string::<i32>();
+            let dates = rows.column(8).as_primitive::<Date32Type>();
+            for row in 0..rows.num_rows() {
+                index.record(session_ids.value(row), dates.value(row));
+            }
+            self.rows_since_snapshot += rows.num_rows() as u64;
+        }
+        index.version = version;
+    }
+
     async fn open(&mut self, gold: &DeltaTable) -> Result<SessionIndex> {
         let has_files = gold.snapshot().map_err(LakeError::delta(SESSIONS.name))?.log_data().num_files() > 0;
         if !has_files {

@@ -34,24 +34,17 @@ mod aggregate;
 mod feed;
 mod index;
 mod range;
+mod upsert;
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::AsArray;
-use deltalake::arrow::datatypes::DataType;
-use deltalake::arrow::datatypes::Date32Type;
-use deltalake::datafusion::logical_expr::{Expr, cast, when};
-use deltalake::datafusion::prelude::{SessionContext, coalesce, lit};
-use deltalake::datafusion::scalar::ScalarValue;
 use sessionlake_model::crash;
-use sessionlake_model::tables::{SESSIONS_APP_ID, raw, sessions as columns};
+use sessionlake_model::tables::{SESSIONS_APP_ID, raw};
 use tracing::{info, warn};
 
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
-use crate::expr::{SOURCE, TARGET, date_literal, insert_every_column, source, target};
 use crate::lake::Lake;
 use crate::rebuild::RawSnapshot;
 use crate::schema::{RAW, SESSIONS};
@@ -128,13 +121,29 @@ impl SessionsStage {
         // Where gold files each session: opened on the first MERGE.
         let mut index = RunIndex::new(self.lake.clone());
         let mut from = first;
+        let mut next: Option<Prefetched> = None;
         while from <= latest {
             if self.max_batches.is_some_and(|limit| report.batches >= limit) {
                 break;
             }
-            let to = range::range_end(&raw_table, from, latest, self.max_rows_per_batch, max_step).await?;
+            let (to, read) = match next.take() {
+                Some(prefetched) if prefetched.from == from => (prefetched.to, prefetched.read.await),
+                stale => {
+                    if let Some(stale) = stale {
+                        // Another process applied those versions, or the
+                        // history was folded from a snapshot instead.
+                        stale.read.abort();
+                    }
+                    let to = range::range_end(&raw_table, from, latest, self.max_rows_per_batch, max_step).await?;
+                    (to, Ok(read_changes(&raw_table, from, to).await))
+                }
+            };
             bar.set_message(format!("raw versions {from}..={to}"));
-            let batch = match read_changes(&raw_table, from, to).await {
+            let read = read.map_err(|error| LakeError::Unexpected {
+                table: RAW.name,
+                message: format!("reading raw versions {from}..={to} failed: {error}"),
+            })?;
+            let batch = match read {
                 Ok(batch) => batch,
                 Err(LakeError::HistoryGone { version, missing, .. }) => {
                     // The raw history from `from` on was vacuumed or cleaned
@@ -151,6 +160,14 @@ impl SessionsStage {
                 Err(error) => return Err(error),
             };
             report.raw_rows += batch.rows;
+            // Read the next range while this one merges: the read is on
+            // the other core, so a micro-batch costs the slower of the two.
+            if to < latest && self.max_batches.is_none_or(|limit| report.batches + 1 < limit) {
+                let next_to = range::range_end(&raw_table, to + 1, latest, self.max_rows_per_batch, max_step).await?;
+                let raw_table = raw_table.clone();
+                let read = tokio::spawn(async move { read_changes(&raw_table, to + 1, next_to).await });
+                next = Some(Prefetched { from: to + 1, to: next_to, read });
+            }
             if !batch.sessions.is_empty() {
                 match merge_retrying(gold, &batch, Some(to as i64), &mut index).await? {
                     Merged::Applied { table, inserted, updated } => {
@@ -232,6 +249,13 @@ impl SessionsStage {
     }
 }
 
+/// A micro-batch read ahead: raw versions `from..=to`, being read.
+struct Prefetched {
+    from: u64,
+    to: u64,
+    read: tokio::task::JoinHandle<Result<SessionBatch>>,
+}
+
 /// Reads the rows inserted into the raw table by versions `from..=to`.
 async fn read_changes(raw_table: &DeltaTable, from: u64, to: u64) -> Result<SessionBatch> {
     let sql = format!(
@@ -287,11 +311,32 @@ async fn merge_retrying(
         // Looked up again on every attempt: the writer that won the race
         // may have filed some of these sessions under other dates (the
         // index reads its commits from gold's change feed).
-        let stored_dates = index.current(&gold).await?.dates_of(batch.sessions.keys().map(String::as_str));
-        match merge_sessions(gold.clone(), batch, raw_version, stored_dates).await {
-            Ok((table, inserted, updated)) => return Ok(Merged::Applied { table, inserted, updated }),
-            Err(LakeError::Delta { source, .. }) => {
-                back_off_after_conflict(*source, &mut conflicts_retried, MERGE_CONFLICT_RETRIES, "a sessions merge")
+        let started = Instant::now();
+        let stored = index.current(&gold).await?;
+        let index_ms = started.elapsed().as_millis() as u64;
+        match upsert::upsert(&gold, batch, stored, raw_version).await {
+            Ok(done) => {
+                if let Some(version) = done.version {
+                    index.record_own_commit(version, &done.filed);
+                }
+                info!(
+                    raw_version,
+                    sessions = batch.sessions.len(),
+                    inserted = done.inserted,
+                    updated = done.updated,
+                    copied = done.copied,
+                    files_read = done.files_read,
+                    files_rewritten = done.files_rewritten,
+                    partitions = done.dates,
+                    index_ms,
+                    phase_ms = ?done.phase_ms,
+                    ms = started.elapsed().as_millis() as u64,
+                    "merged sessions micro-batch"
+                );
+                return Ok(Merged::Applied { table: done.table, inserted: done.inserted, updated: done.updated });
+            }
+            Err(error) => {
+                back_off_after_conflict(error, &mut conflicts_retried, MERGE_CONFLICT_RETRIES, "a sessions merge")
                     .await
                     .map_err(LakeError::delta(SESSIONS.name))?;
                 gold.update_state().await.map_err(LakeError::delta(SESSIONS.name))?;
@@ -300,141 +345,6 @@ async fn merge_retrying(
                     return Ok(Merged::AppliedElsewhere { table: gold, applied });
                 }
             }
-            Err(error) => return Err(error),
         }
-    }
-}
-
-/// MERGEs one micro-batch, recording `raw_version` (if any) in the same commit;
-/// `dates` are those of the partitions that hold any of its sessions.
-/// Returns the table and the rows inserted and updated.
-async fn merge_sessions(
-    gold: DeltaTable,
-    batch: &SessionBatch,
-    raw_version: Option<i64>,
-    mut dates: BTreeSet<i32>,
-) -> Result<(DeltaTable, u64, u64)> {
-    let now = chrono::Utc::now();
-    let source_batch = batch.to_record_batch(now)?;
-    let source_dates = source_batch.column(8).as_primitive::<Date32Type>();
-    dates.extend(source_dates.values().iter().copied());
-    let date_list: Vec<Expr> = dates.iter().map(|&day| date_literal(day)).collect();
-
-    let context = SessionContext::new();
-    let source_frame = context.read_batch(source_batch).map_err(LakeError::query(SESSIONS.name))?;
-    let predicate = target(columns::EVENT_DATE)
-        .in_list(date_list, false)
-        .and(target(columns::SESSION_ID).eq(source(columns::SESSION_ID)));
-    let rule = FoldRule::new();
-    let now_literal = lit(ScalarValue::TimestampMicrosecond(Some(now.timestamp_micros()), Some("UTC".into())));
-
-    let (table, metrics) = gold
-        .merge(source_frame, predicate)
-        .with_source_alias(SOURCE)
-        .with_target_alias(TARGET)
-        .with_commit_properties(txn::commit_with(raw_version.map(|version| (SESSIONS_APP_ID.to_string(), version))))
-        .when_matched_update(|update| {
-            update
-                .predicate(rule.changes_anything())
-                .update(columns::START_TS, rule.start_ts())
-                .update(columns::END_TS, rule.end_ts())
-                .update(columns::COUNTRY, rule.country())
-                .update(columns::PLAYER_ID, rule.player_id())
-                .update(columns::SESSION_STATUS, rule.session_status())
-                .update(columns::EVENT_DATE, rule.event_date())
-                .update(columns::DL_UPDATE_TS, now_literal.clone())
-        })
-        .map_err(LakeError::delta(SESSIONS.name))?
-        .when_not_matched_insert(|insert| insert_every_column(&SESSIONS, insert))
-        .map_err(LakeError::delta(SESSIONS.name))?
-        .await
-        .map_err(LakeError::delta(SESSIONS.name))?;
-    info!(
-        raw_version,
-        source_rows = metrics.num_source_rows,
-        inserted = metrics.num_target_rows_inserted,
-        updated = metrics.num_target_rows_updated,
-        copied = metrics.num_target_rows_copied,
-        files_scanned = metrics.num_target_files_scanned,
-        files_skipped = metrics.num_target_files_skipped_during_scan,
-        partitions = dates.len(),
-        ms = metrics.execution_time_ms,
-        "merged sessions micro-batch"
-    );
-    Ok((table, metrics.num_target_rows_inserted as u64, metrics.num_target_rows_updated as u64))
-}
-
-/// The fold of [`SessionUpdate`] as MERGE expressions: the stored row
-/// (`target`) combined with the micro-batch's row for the same session
-/// (`source`). Both sides are already folds, and each column is a minimum or
-/// maximum, so the result is what folding all their events at once gives.
-struct FoldRule {
-    /// The source's start replaces the stored one: it is earlier, or as early
-    /// with a smaller (player_id, country).
-    source_start_wins: Expr,
-    /// The source's end is later than the stored one.
-    source_end_later: Expr,
-    /// Neither side has a start and the source's end decides the player:
-    /// later, or as late with a smaller player.
-    source_end_decides_player: Expr,
-}
-
-impl FoldRule {
-    fn new() -> Self {
-        let (stored_start, new_start) = (target(columns::START_TS), source(columns::START_TS));
-        let (stored_end, new_end) = (target(columns::END_TS), source(columns::END_TS));
-        let (stored_player, new_player) = (target(columns::PLAYER_ID), source(columns::PLAYER_ID));
-        let smaller_player_then_country = new_player.clone().lt(stored_player.clone()).or(new_player
-            .clone()
-            .eq(stored_player.clone())
-            .and(source(columns::COUNTRY).lt(target(columns::COUNTRY))));
-        let source_start_wins = new_start.clone().is_not_null().and(
-            stored_start
-                .clone()
-                .is_null()
-                .or(new_start.clone().lt(stored_start.clone()))
-                .or(new_start.clone().eq(stored_start.clone()).and(smaller_player_then_country)),
-        );
-        let source_end_later =
-            new_end.clone().is_not_null().and(stored_end.clone().is_null().or(new_end.clone().gt(stored_end.clone())));
-        let source_end_decides_player = stored_start
-            .is_null()
-            .and(new_start.is_null())
-            .and(source_end_later.clone().or(new_end.eq(stored_end).and(new_player.lt(stored_player))));
-        Self { source_start_wins, source_end_later, source_end_decides_player }
-    }
-
-    /// Only rows that change are rewritten (and appear in the change feed).
-    fn changes_anything(&self) -> Expr {
-        self.source_start_wins.clone().or(self.source_end_later.clone()).or(self.source_end_decides_player.clone())
-    }
-
-    fn pick(condition: &Expr, column: &str) -> Expr {
-        when(condition.clone(), source(column)).otherwise(target(column)).expect("a CASE with an ELSE")
-    }
-
-    fn start_ts(&self) -> Expr {
-        Self::pick(&self.source_start_wins, columns::START_TS)
-    }
-
-    fn country(&self) -> Expr {
-        Self::pick(&self.source_start_wins, columns::COUNTRY)
-    }
-
-    fn end_ts(&self) -> Expr {
-        Self::pick(&self.source_end_later, columns::END_TS)
-    }
-
-    fn player_id(&self) -> Expr {
-        Self::pick(&self.source_start_wins.clone().or(self.source_end_decides_player.clone()), columns::PLAYER_ID)
-    }
-
-    fn session_status(&self) -> Expr {
-        when(self.end_ts().is_null(), lit(0i32)).otherwise(lit(1i32)).expect("a CASE with an ELSE")
-    }
-
-    /// The date of the start, or of the end while no start is known.
-    fn event_date(&self) -> Expr {
-        cast(coalesce(vec![self.start_ts(), self.end_ts()]), DataType::Date32)
     }
 }

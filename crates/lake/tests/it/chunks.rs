@@ -41,6 +41,38 @@ fn rows_per_commit(lake: &Lake, spec: &TableSpec) -> Vec<u64> {
         .collect()
 }
 
+/// For each data file of the (local) gold table: its complete sessions
+/// (start and end known) and its others. A session completed in a later
+/// micro-batch rewrites only a file of incomplete ones when the two never
+/// share a file.
+async fn sessions_per_file(lake: &Lake) -> (Vec<u64>, Vec<u64>) {
+    use deltalake::arrow::array::Array;
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let gold = lake.open(&SESSIONS).await.expect("gold opens").expect("gold exists");
+    let (mut complete, mut open) = (Vec::new(), Vec::new());
+    for uri in gold.get_file_uris().expect("file uris") {
+        let path = match url::Url::parse(&uri) {
+            Ok(url) => url.to_file_path().expect("a local file"),
+            Err(_) => std::path::PathBuf::from(&uri),
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).expect("the file opens"))
+            .expect("parquet")
+            .build()
+            .expect("a reader");
+        let (mut done, mut not_done) = (0, 0);
+        for batch in reader {
+            let batch = batch.expect("rows");
+            let (start, end) = (batch.column_by_name("start_ts").unwrap(), batch.column_by_name("end_ts").unwrap());
+            for row in 0..batch.num_rows() {
+                if start.is_valid(row) && end.is_valid(row) { done += 1 } else { not_done += 1 }
+            }
+        }
+        complete.push(done);
+        open.push(not_done);
+    }
+    (complete, open)
+}
+
 /// Raw rows per date and rejected rows per reason: what the truth gives.
 async fn assert_equals_truth(lake: &Lake, truth: &Truth, shape: &str) {
     let by_date =
@@ -149,6 +181,11 @@ async fn sessions_micro_batches_stay_within_their_row_limit() {
     assert_eq!(report.batches, expected_micro_batches(&rows, max_rows, 8), "raw rows per version: {rows:?}");
     let gold_commits = rows_per_commit(&lake, &SESSIONS);
     assert_eq!(gold_commits.len() as u64, report.batches, "one gold commit per micro-batch");
+
+    let (complete, open) = sessions_per_file(&lake).await;
+    assert!(report.updated > 0 && complete.iter().sum::<u64>() > 0, "sessions completed across micro-batches");
+    let mixed: Vec<_> = complete.iter().zip(&open).filter(|(complete, open)| **complete > 0 && **open > 0).collect();
+    assert!(mixed.is_empty(), "a gold file mixes complete and incomplete sessions: {mixed:?}");
 
     // The same raw table folded in large micro-batches gives the same gold.
     let (reference, _) = one_lake(dir.path(), "one chunk", &file, ChunkLimits::default()).await;
