@@ -65,6 +65,60 @@ pub struct SessionIndex {
     overlay: HashMap<u128, i32>,
     /// Ids that are not canonical UUIDs, kept as they are.
     other: HashMap<String, i32>,
+    /// Where each range of keys starts in `keys`: a lookup searches a few
+    /// neighbours instead of the whole array (whose binary search misses
+    /// the cache about 14 times at 15M sessions).
+    buckets: KeyBuckets,
+}
+
+/// The positions in a sorted key array where each bucket of keys (their
+/// top bits) starts: about 8 keys a bucket. Derived from the keys, so it
+/// is no part of the index's value (equal whatever it holds), and ignored
+/// unless built for the array as it is.
+#[derive(Debug, Clone, Default)]
+struct KeyBuckets {
+    /// `keys.len()` when built.
+    built_for: usize,
+    /// Bits of a key that name its bucket.
+    bits: u32,
+    /// `starts[b]..starts[b + 1]`: the positions of bucket `b`'s keys.
+    starts: Vec<u32>,
+}
+
+impl PartialEq for KeyBuckets {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl KeyBuckets {
+    fn build(keys: &[u128]) -> Self {
+        let bits = (usize::BITS - keys.len().leading_zeros()).saturating_sub(4).min(24);
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        let mut position = 0;
+        for bucket in 0..1usize << bits {
+            starts.push(position as u32);
+            while position < keys.len() && Self::bucket(keys[position], bits) == bucket {
+                position += 1;
+            }
+        }
+        starts.push(keys.len() as u32);
+        Self { built_for: keys.len(), bits, starts }
+    }
+
+    fn bucket(key: u128, bits: u32) -> usize {
+        key.checked_shr(128 - bits).unwrap_or(0) as usize
+    }
+
+    /// Where `key` is in `keys`, or would be inserted.
+    fn search(&self, keys: &[u128], key: u128) -> std::result::Result<usize, usize> {
+        if self.built_for != keys.len() || self.starts.is_empty() {
+            return keys.binary_search(&key);
+        }
+        let bucket = Self::bucket(key, self.bits);
+        let (low, high) = (self.starts[bucket] as usize, self.starts[bucket + 1] as usize);
+        keys[low..high].binary_search(&key).map(|found| found + low).map_err(|slot| slot + low)
+    }
 }
 
 /// The `u128` of a canonical session id; `None` for any other text (which
@@ -98,7 +152,7 @@ impl SessionIndex {
     /// The date of the partition holding `session_id`, if gold holds it.
     pub fn date_of(&self, session_id: &str) -> Option<i32> {
         match canonical_key(session_id) {
-            Some(key) => match self.keys.binary_search(&key) {
+            Some(key) => match self.buckets.search(&self.keys, key) {
                 Ok(position) => Some(self.dates[position]),
                 Err(_) => self.overlay.get(&key).copied(),
             },
@@ -114,7 +168,7 @@ impl SessionIndex {
     /// Files `session_id` under `date` (a new session, or one that moved).
     pub fn record(&mut self, session_id: &str, date: i32) {
         match canonical_key(session_id) {
-            Some(key) => match self.keys.binary_search(&key) {
+            Some(key) => match self.buckets.search(&self.keys, key) {
                 Ok(position) => self.dates[position] = date,
                 Err(_) => {
                     self.overlay.insert(key, date);
@@ -123,6 +177,23 @@ impl SessionIndex {
                     }
                 }
             },
+            None => {
+                self.other.insert(session_id.to_string(), date);
+            }
+        }
+    }
+
+    /// Files a session the index does not hold under `date`, without
+    /// looking for it first.
+    fn record_new(&mut self, session_id: &str, date: i32) {
+        debug_assert_eq!(self.date_of(session_id), None, "{session_id} is new");
+        match canonical_key(session_id) {
+            Some(key) => {
+                self.overlay.insert(key, date);
+                if self.overlay.len() >= OVERLAY_LIMIT {
+                    self.merge_overlay();
+                }
+            }
             None => {
                 self.other.insert(session_id.to_string(), date);
             }
@@ -201,6 +272,7 @@ impl SessionIndex {
         }
         debug_assert_eq!(read, write);
         debug_assert!(self.keys.windows(2).all(|pair| pair[0] < pair[1]));
+        self.buckets = KeyBuckets::build(&self.keys);
     }
 
     /// Builds the index of gold as it is, by one scan of two columns.
@@ -517,6 +589,7 @@ async fn read_snapshot(store: &dyn ObjectStore, path: &ObjectPath, table_id: &st
     if trailer[8..16] != checksum.0.to_le_bytes() {
         return Err(damaged("checksum mismatch"));
     }
+    index.buckets = KeyBuckets::build(&index.keys);
     Ok(Some(index))
 }
 
@@ -566,22 +639,26 @@ impl RunIndex {
     }
 
     /// Records a commit this process just made (gold `version`, made on
-    /// the index's version + 1), from `filed`: gold rows (column 2: the
-    /// session id, column 8: `EVENT_DATE`) it inserted or moved. Reading
-    /// them back from the change feed would cost a scan of what was just
+    /// the index's version + 1) from the gold rows it wrote (column 2: the
+    /// session id, column 8: `EVENT_DATE`): `updated` rows of sessions the
+    /// index holds, `inserted` rows of sessions it does not. Reading them
+    /// back from the change feed would cost a scan of what was just
     /// written; when the index is not at the version before (another
     /// writer committed in between, or no index yet), nothing is recorded
     /// and the next [`Self::current`] reads the feed as usual.
-    pub(crate) fn record_own_commit(&mut self, version: i64, filed: &[RecordBatch]) {
+    pub(crate) fn record_own_commit(&mut self, version: i64, updated: &[RecordBatch], inserted: &RecordBatch) {
         let Some(index) = self.index.as_mut().filter(|index| index.version + 1 == version) else { return };
-        for rows in filed {
-            let session_ids = rows.column(2).as_string::<i32>();
-            let dates = rows.column(8).as_primitive::<Date32Type>();
-            for row in 0..rows.num_rows() {
-                index.record(session_ids.value(row), dates.value(row));
-            }
-            self.rows_since_snapshot += rows.num_rows() as u64;
+        fn rows(batch: &RecordBatch) -> impl Iterator<Item = (&str, i32)> {
+            let (session_ids, dates) =
+                (batch.column(2).as_string::<i32>(), batch.column(8).as_primitive::<Date32Type>());
+            (0..batch.num_rows()).map(move |row| (session_ids.value(row), dates.value(row)))
         }
+        for batch in updated {
+            rows(batch).for_each(|(session_id, date)| index.record(session_id, date));
+        }
+        rows(inserted).for_each(|(session_id, date)| index.record_new(session_id, date));
+        self.rows_since_snapshot +=
+            (updated.iter().map(RecordBatch::num_rows).sum::<usize>() + inserted.num_rows()) as u64;
         index.version = version;
     }
 

@@ -183,3 +183,27 @@ async fn a_snapshot_loads_as_saved_and_a_damaged_or_foreign_one_is_skipped() {
     std::fs::write(other_file.join(format!("{version:020}.idx")), &bytes).unwrap();
     assert_eq!(SessionIndex::load(&other, &other_gold).await.unwrap(), None);
 }
+
+#[test]
+fn key_buckets_find_what_a_binary_search_finds() {
+    let mut random = ChaCha8Rng::seed_from_u64(11);
+    for count in [0usize, 1, 15, 16, 17, 1_000, 40_000] {
+        let mut keys: Vec<u128> = (0..count).map(|_| random.random()).collect();
+        // Keys crowded at both ends of the range too, not only uniform ones.
+        keys.extend([0, 1, 2, u128::MAX - 1, u128::MAX]);
+        keys.sort_unstable();
+        keys.dedup();
+        let buckets = KeyBuckets::build(&keys);
+        let mut asked: Vec<u128> =
+            keys.iter().flat_map(|&key| [key, key.wrapping_add(1), key.wrapping_sub(1)]).collect();
+        asked.extend((0..1_000).map(|_| random.random::<u128>()));
+        for key in asked {
+            assert_eq!(buckets.search(&keys, key), keys.binary_search(&key), "{count} keys, key {key}");
+        }
+        let stale = KeyBuckets::build(&keys[..keys.len() / 2]);
+        if keys.len() > 1 {
+            let last = *keys.last().unwrap();
+            assert_eq!(stale.search(&keys, last), Ok(keys.len() - 1), "buckets built for other keys are not used");
+        }
+    }
+}

@@ -2,10 +2,12 @@
 //! in `uc_delta_session_events`.
 //!
 //! Each micro-batch is a range of raw versions read from the raw table's
-//! change data feed (inserts only), grouped by session, and MERGEd (upsert)
-//! into the gold table. The raw version applied is recorded as a Delta
-//! application transaction (app id [`SESSIONS_APP_ID`]) in the same commit
-//! as the MERGE, so a crash between "merged" and "remembered" cannot exist.
+//! change data feed (inserts only), grouped by session, and upserted into
+//! the gold table in one commit ([`upsert`]: a MERGE in Delta's log, in a
+//! file layout that keeps rewrites small). The raw version applied is
+//! recorded as a Delta application transaction (app id
+//! [`SESSIONS_APP_ID`]) in the same commit, so a crash between "merged"
+//! and "remembered" cannot exist.
 //!
 //! Order never matters: gold is a function of the set of raw events. A
 //! session's start_ts is its earliest start and end_ts its latest end; its
@@ -14,19 +16,18 @@
 //! end, ties broken by the smallest player). Each of these is a minimum or
 //! maximum, so folding the events in any grouping — one micro-batch or many,
 //! in any order, a batch applied twice after a crash or by two processes —
-//! gives the same row. The same rule runs twice: in Rust over a
-//! micro-batch ([`SessionUpdate`]) and as the MERGE's update expressions
-//! between the batch and the stored row.
+//! gives the same row. One rule ([`SessionUpdate`]) folds a micro-batch's
+//! events and combines the result with the stored row.
 //!
-//! Pruning never misses a match: before the MERGE, the partitions that
+//! Pruning never misses a match: before the upsert, the partitions that
 //! already hold any of the batch's sessions are looked up in an exact
 //! session → date index of gold (`index`: kept current from gold's change
-//! feed, persisted as a snapshot in gold's folder), and the MERGE is
-//! limited to those plus the batch's own dates. The lookup costs what the
-//! micro-batch holds, not what gold holds.
+//! feed, persisted as a snapshot in gold's folder), and the upsert reads
+//! only those. The lookup costs what the micro-batch holds, not what gold
+//! holds.
 //!
 //! Two processes may run the stage at once (two `run`s, `run` beside `up`):
-//! a MERGE that loses the commit race reloads the table and, unless the
+//! an upsert that loses the commit race reloads the table and, unless the
 //! other process already applied its raw versions, runs again (the fold
 //! being idempotent, applying a version twice changes nothing).
 
@@ -317,7 +318,7 @@ async fn merge_retrying(
         match upsert::upsert(&gold, batch, stored, raw_version).await {
             Ok(done) => {
                 if let Some(version) = done.version {
-                    index.record_own_commit(version, &done.filed);
+                    index.record_own_commit(version, &done.filed.0, &done.filed.1);
                 }
                 info!(
                     raw_version,

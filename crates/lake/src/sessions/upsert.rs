@@ -38,7 +38,7 @@
 //! counts as incomplete and is split the next time one of its sessions
 //! changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -53,6 +53,9 @@ use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, AddCDCFile, Remove};
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
@@ -87,9 +90,9 @@ pub(crate) struct Upserted {
     pub(crate) dates: usize,
     /// The version committed, if any.
     pub(crate) version: Option<i64>,
-    /// The rows inserted and the rows updated (gold rows: what the
+    /// The rows of updated sessions and of new ones (gold rows: what the
     /// sessions index learns from the commit).
-    pub(crate) filed: Vec<RecordBatch>,
+    pub(crate) filed: (Vec<RecordBatch>, RecordBatch),
     /// Milliseconds spent finding, folding, writing and committing.
     pub(crate) phase_ms: [u64; 4],
 }
@@ -141,20 +144,38 @@ pub(crate) async fn upsert(
     for (day, mut wanted) in std::mem::take(&mut stored) {
         let mut files = files_by_day.remove(&day).unwrap_or_default();
         files.sort_by_key(|file| file.stats.complete);
-        for file in files {
-            if !file.stats.may_hold(&wanted) {
-                continue;
-            }
-            files_read += 1;
-            let ids = read_file(&store, &file, Some(columns::SESSION_ID)).await?;
-            let mut found = false;
-            for ids in &ids {
-                for id in text_values(ids.column(0))? {
-                    found |= id.is_some_and(|id| wanted.remove(id));
+        // `wanted` answers range questions, `pending` (the same ids) the
+        // many "is this one of them" of the files' ids.
+        let mut pending: HashSet<&str> = wanted.iter().copied().collect();
+        let mut files = files.into_iter().peekable();
+        while files.peek().is_some() {
+            // Two files at a time, read on both cores.
+            let mut group = Vec::with_capacity(READ_AHEAD);
+            while group.len() < READ_AHEAD {
+                match files.next() {
+                    Some(file) if file.stats.may_hold(&wanted) => group.push(file),
+                    Some(_) => {}
+                    None => break,
                 }
             }
-            if found {
-                holding.push(file);
+            let reads: Vec<_> = group.iter().map(|file| spawn_read(&store, file, Some(columns::SESSION_ID))).collect();
+            for (file, read) in group.into_iter().zip(reads) {
+                files_read += 1;
+                let mut found = false;
+                for ids in &joined(read.await)? {
+                    for id in text_values(ids.column(0))?.flatten() {
+                        if pending.remove(id) {
+                            wanted.remove(id);
+                            found = true;
+                        }
+                    }
+                }
+                if found {
+                    holding.push(file);
+                }
+            }
+            if wanted.is_empty() {
+                break;
             }
         }
         if let Some(missing) = wanted.iter().next() {
@@ -169,8 +190,16 @@ pub(crate) async fn upsert(
     // 2. Fold the stored sessions that change.
     let now_micros = now.timestamp_micros();
     let mut rewrite = Rewrite::default();
+    let mut reads = VecDeque::with_capacity(READ_AHEAD);
+    let mut ahead = holding.iter();
     for file in &holding {
-        rewrite.fold_file(&read_file(&store, file, None).await?, file, batch, now_micros)?;
+        while reads.len() < READ_AHEAD
+            && let Some(next) = ahead.next()
+        {
+            reads.push_back(spawn_read(&store, next, None));
+        }
+        let rows = joined(reads.pop_front().expect("one read per file").await)?;
+        rewrite.fold_file(&rows, file, batch, now_micros)?;
     }
     let rewritten: Vec<&GoldFile> = holding.iter().filter(|file| rewrite.changed_files.contains(&file.path)).collect();
 
@@ -185,21 +214,41 @@ pub(crate) async fn upsert(
     let mut outputs: Vec<RecordBatch> = rewrite.copied.clone();
     outputs.extend(rewrite.post_images.iter().cloned());
     outputs.push(inserts.clone());
-    let mut actions: Vec<Action> = rewritten.iter().map(|file| Action::Remove(file.remove.clone())).collect();
+    // Complete sessions, the others, and the change feed: written at once.
+    let mut writes = Vec::new();
     for complete in [true, false] {
         let rows = outputs
             .iter()
             .map(|rows| filter_record_batch(rows, &completeness_mask(rows, complete)))
             .collect::<Result<Vec<_>, _>>()?;
-        actions.extend(write_sorted_files(gold, &concat_batches(&SESSIONS.arrow_schema(), &rows)?).await?);
+        let rows = concat_batches(&SESSIONS.arrow_schema(), &rows)?;
+        let writer = RecordBatchWriter::for_table(gold)?.with_writer_properties(writer_properties());
+        writes.push(tokio::spawn(write_sorted_files(writer, rows)));
     }
     if !rewritten.is_empty() {
         let mut changes = vec![with_change_type(&inserts, "insert")?];
-        changes.extend(rewrite.pre_images.iter().map(|rows| with_change_type(rows, "update_preimage")).collect::<DeltaResult<Vec<_>>>()?);
-        changes.extend(rewrite.post_images.iter().map(|rows| with_change_type(rows, "update_postimage")).collect::<DeltaResult<Vec<_>>>()?);
-        actions.extend(write_change_data(gold, store.clone(), &changes).await?);
+        for (images, change_type) in
+            [(&rewrite.pre_images, "update_preimage"), (&rewrite.post_images, "update_postimage")]
+        {
+            for rows in images {
+                changes.push(with_change_type(rows, change_type)?);
+            }
+        }
+        let config = WriterConfig::new(
+            change_schema(),
+            vec![columns::EVENT_DATE.to_string()],
+            None,
+            None,
+            None,
+            gold.snapshot()?.table_config().num_indexed_cols(),
+            None,
+        );
+        writes.push(tokio::spawn(write_change_data(config, store.clone(), changes)));
     }
-
+    let mut actions: Vec<Action> = rewritten.iter().map(|file| Action::Remove(file.remove.clone())).collect();
+    for write in writes {
+        actions.extend(joined(write.await)?);
+    }
     lap(2);
     // 4. Commit.
     let mut report = Upserted {
@@ -211,7 +260,7 @@ pub(crate) async fn upsert(
         files_rewritten: rewritten.len(),
         dates: dates.len(),
         version: None,
-        filed: Vec::new(),
+        filed: (Vec::new(), RecordBatch::new_empty(SESSIONS.arrow_schema())),
         phase_ms: [0; 4],
     };
     if actions.is_empty() && raw_version.is_none() {
@@ -232,8 +281,7 @@ pub(crate) async fn upsert(
         .await?;
     report.table.update_incremental(Some(commit.version())).await?;
     report.version = Some(commit.version() as i64);
-    report.filed = rewrite.post_images;
-    report.filed.push(inserts);
+    report.filed = (rewrite.post_images, inserts);
     lap(3);
     report.phase_ms = phase_ms;
     Ok(report)
@@ -243,7 +291,7 @@ pub(crate) async fn upsert(
 /// a complete session, and every session completed, rewrites the file
 /// holding it: bounding files bounds that copy whatever a date holds (at
 /// the full size, a date holds about 13,000 sessions).
-const ROWS_PER_FILE: usize = 8_192;
+const ROWS_PER_FILE: usize = 4_096;
 
 /// A data file of gold, as the upsert sees it.
 struct GoldFile {
@@ -276,7 +324,9 @@ impl FileStats {
     /// Whether the file may hold one of `wanted`.
     fn may_hold(&self, wanted: &BTreeSet<&str>) -> bool {
         match &self.ids {
-            Some((min, max)) => wanted.range::<str, _>((Bound::Included(min.as_str()), Bound::Included(max.as_str()))).next().is_some(),
+            Some((min, max)) => {
+                wanted.range::<str, _>((Bound::Included(min.as_str()), Bound::Included(max.as_str()))).next().is_some()
+            }
             None => !wanted.is_empty(),
         }
     }
@@ -286,14 +336,21 @@ impl FileStats {
 fn partition_day(values: &HashMap<String, Option<String>>) -> DeltaResult<i32> {
     let text = values.get(columns::EVENT_DATE).cloned().flatten().unwrap_or_default();
     let date = NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|error| {
-        DeltaTableError::Generic(format!("a gold file's {} partition {text:?} is not a date: {error}", columns::EVENT_DATE))
+        DeltaTableError::Generic(format!(
+            "a gold file's {} partition {text:?} is not a date: {error}",
+            columns::EVENT_DATE
+        ))
     })?;
     Ok(day_of_date(date))
 }
 
 /// Reads one column of a file (`Some`), or all of its rows as gold rows
 /// (`None`: every column of [`SESSIONS`], its date added).
-async fn read_file(store: &Arc<dyn ObjectStore>, file: &GoldFile, column: Option<&str>) -> DeltaResult<Vec<RecordBatch>> {
+async fn read_file(
+    store: Arc<dyn ObjectStore>,
+    file: GoldFileRef,
+    column: Option<&'static str>,
+) -> DeltaResult<Vec<RecordBatch>> {
     let bytes = store.get(&file.path).await?.bytes().await?;
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     if let Some(column) = column {
@@ -316,12 +373,38 @@ async fn read_file(store: &Arc<dyn ObjectStore>, file: &GoldFile, column: Option
                     None if field.name() == columns::EVENT_DATE => {
                         Ok(Arc::new(Date32Array::from_value(file.day, batch.num_rows())) as ArrayRef)
                     }
-                    None => Err(DeltaTableError::Generic(format!("gold file {} lacks column {}", file.path, field.name()))),
+                    None => {
+                        Err(DeltaTableError::Generic(format!("gold file {} lacks column {}", file.path, field.name())))
+                    }
                 })
                 .collect::<DeltaResult<Vec<_>>>()?;
             Ok(RecordBatch::try_new(schema.clone(), columns)?)
         })
         .collect()
+}
+
+/// What reading a file needs to know of it.
+struct GoldFileRef {
+    path: Path,
+    day: i32,
+}
+
+/// Files read at once (decoding is CPU work: one per core).
+const READ_AHEAD: usize = 2;
+
+/// [`read_file`] as a task of its own, so that reads decode in parallel.
+fn spawn_read(
+    store: &Arc<dyn ObjectStore>,
+    file: &GoldFile,
+    column: Option<&'static str>,
+) -> tokio::task::JoinHandle<DeltaResult<Vec<RecordBatch>>> {
+    let file = GoldFileRef { path: file.path.clone(), day: file.day };
+    tokio::spawn(read_file(store.clone(), file, column))
+}
+
+/// The outcome of a task, its panic or cancellation as an error.
+fn joined<T>(task: Result<DeltaResult<T>, tokio::task::JoinError>) -> DeltaResult<T> {
+    task.map_err(|error| DeltaTableError::Generic(format!("a gold read or write task failed: {error}")))?
 }
 
 /// A text column's values, stored as `Utf8` or `Utf8View`.
@@ -352,7 +435,13 @@ struct Rewrite {
 
 impl Rewrite {
     /// Folds the batch's sessions into the rows of `file` (read whole).
-    fn fold_file(&mut self, rows: &[RecordBatch], file: &GoldFile, batch: &SessionBatch, now_micros: i64) -> DeltaResult<()> {
+    fn fold_file(
+        &mut self,
+        rows: &[RecordBatch],
+        file: &GoldFile,
+        batch: &SessionBatch,
+        now_micros: i64,
+    ) -> DeltaResult<()> {
         let mut changed_any = false;
         let mut pending = Vec::new();
         for stored in rows {
@@ -418,7 +507,7 @@ fn completeness_mask(rows: &RecordBatch, complete: bool) -> BooleanArray {
 /// of at most [`ROWS_PER_FILE`] rows each (so that a file's session id
 /// range, in its statistics, narrows where a session can be), and returns
 /// their add actions.
-async fn write_sorted_files(gold: &DeltaTable, rows: &RecordBatch) -> DeltaResult<Vec<Action>> {
+async fn write_sorted_files(mut writer: RecordBatchWriter, rows: RecordBatch) -> DeltaResult<Vec<Action>> {
     if rows.num_rows() == 0 {
         return Ok(Vec::new());
     }
@@ -429,9 +518,8 @@ async fn write_sorted_files(gold: &DeltaTable, rows: &RecordBatch) -> DeltaResul
         ],
         None,
     )?;
-    let sorted = take_record_batch(rows, &order)?;
+    let sorted = take_record_batch(&rows, &order)?;
     let days = sorted.column(8).as_primitive::<Date32Type>();
-    let mut writer = RecordBatchWriter::for_table(gold)?;
     let mut actions = Vec::new();
     let mut start = 0;
     while start < sorted.num_rows() {
@@ -445,6 +533,18 @@ async fn write_sorted_files(gold: &DeltaTable, rows: &RecordBatch) -> DeltaResul
         start = end;
     }
     Ok(actions)
+}
+
+/// Parquet settings of the files the upsert writes: delta-rs's (Snappy),
+/// without dictionaries for the id columns, whose values (nearly) never
+/// repeat in a file: a dictionary only costs time there.
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_created_by(format!("sessionlake {}", env!("CARGO_PKG_VERSION")))
+        .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(ColumnPath::from(columns::SESSION_ID), false)
+        .set_column_dictionary_enabled(ColumnPath::from(columns::PLAYER_ID), false)
+        .build()
 }
 
 /// Gold rows with a `_change_type` column.
@@ -464,20 +564,12 @@ fn change_schema() -> Arc<Schema> {
 /// Writes change rows as `_change_data` files (partitioned as gold is)
 /// and returns their actions.
 async fn write_change_data(
-    gold: &DeltaTable,
+    config: WriterConfig,
     store: Arc<dyn ObjectStore>,
-    changes: &[RecordBatch],
+    changes: Vec<RecordBatch>,
 ) -> DeltaResult<Vec<Action>> {
-    let config = WriterConfig::new(
-        change_schema(),
-        vec![columns::EVENT_DATE.to_string()],
-        None,
-        None,
-        None,
-        gold.snapshot()?.table_config().num_indexed_cols(),
-        None,
-    );
-    let mut writer = FileWriter::new(Arc::new(PrefixStore::new(store, "_change_data")), config);
+    let mut writer = FileWriter::new(Arc::new(PrefixStore::new(store, "_change_data")), config)
+        .with_writer_properties(writer_properties());
     for rows in changes.iter().filter(|rows| rows.num_rows() > 0) {
         writer.write(rows).await?;
     }
