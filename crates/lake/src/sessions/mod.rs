@@ -3,7 +3,7 @@
 //!
 //! Each micro-batch is a range of raw versions read from the raw table's
 //! change data feed (inserts only), grouped by session, and upserted into
-//! the gold table in one commit ([`upsert`]: a MERGE in Delta's log, in a
+//! the gold table in one commit (`upsert`: a MERGE in Delta's log, in a
 //! file layout that keeps rewrites small). The raw version applied is
 //! recorded as a Delta application transaction (app id
 //! [`SESSIONS_APP_ID`]) in the same commit, so a crash between "merged"

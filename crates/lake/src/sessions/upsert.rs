@@ -453,7 +453,7 @@ impl Rewrite {
             let inserted = stored.column(6).as_primitive::<TimestampMicrosecondType>();
             let mut changed = vec![false; stored.num_rows()];
             let mut folds = Vec::new();
-            for row in 0..stored.num_rows() {
+            for (row, changes) in changed.iter_mut().enumerate() {
                 let Some(update) = batch.sessions.get(session_ids.value(row)) else { continue };
                 let before = SessionUpdate {
                     player_id: player_ids.value(row).to_string(),
@@ -464,7 +464,7 @@ impl Rewrite {
                 let mut after = before.clone();
                 after.absorb(update);
                 if after != before {
-                    changed[row] = true;
+                    *changes = true;
                     folds.push((session_ids.value(row), after, inserted.value(row)));
                 }
             }
