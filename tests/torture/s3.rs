@@ -74,8 +74,17 @@ async fn on_s3_a_stopped_server_during_a_run_loses_nothing() {
         .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
-    // Into the middle of the run: its raw or sessions stage.
-    std::thread::sleep(seconds[1].mul_f64(0.4));
+    // Into the middle of the run: as soon as its raw stage has parsed a
+    // chunk of the file (a sleep for a share of the reference run's time
+    // missed the run on a loaded machine), or at the latest after 40 % of
+    // that time.
+    let deadline = Instant::now() + seconds[1].mul_f64(0.4);
+    while Instant::now() < deadline
+        && run.try_wait().unwrap().is_none()
+        && !std::fs::read_to_string(log.path()).unwrap_or_default().contains("parsed chunk")
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let stopped = Instant::now();
     server.stop();
     assert!(run.try_wait().unwrap().is_none(), "the run ended before the outage; the test proved nothing");
