@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::{DeltaCdfTableProvider, create_session};
 use futures::StreamExt;
@@ -235,6 +235,21 @@ pub fn write_json(writer: impl std::io::Write, batches: &[RecordBatch]) -> Resul
     }
     json.finish()?;
     Ok(())
+}
+
+/// The values of a text column `name`, as Arrow holds it after a Parquet
+/// read: `Utf8` or `Utf8View`.
+pub(crate) fn text_values<'a>(
+    column: &'a ArrayRef,
+    name: &str,
+) -> deltalake::DeltaResult<Box<dyn Iterator<Item = Option<&'a str>> + 'a>> {
+    if let Some(view) = column.as_string_view_opt() {
+        Ok(Box::new(view.iter()))
+    } else if let Some(text) = column.as_string_opt::<i32>() {
+        Ok(Box::new(text.iter()))
+    } else {
+        Err(deltalake::DeltaTableError::Generic(format!("{name} read as {}, not text", column.data_type())))
+    }
 }
 
 #[cfg(test)]

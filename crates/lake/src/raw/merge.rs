@@ -22,6 +22,7 @@ use sessionlake_model::time::date_of_day;
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
 use crate::expr::{date_literal, dates_predicate};
+use crate::query::text_values;
 use crate::schema::RAW;
 use crate::txn;
 
@@ -186,22 +187,10 @@ async fn known_rows(table: &DeltaTable, batch: &RecordBatch, dates: &BTreeSet<i3
         .await?;
     while let Some(scanned) = stream.next().await {
         let scanned = scanned?;
-        let column = scanned.column(0);
-        let mut mark = |id: Option<&str>| {
-            if let Some(&row) = id.and_then(|id| rows.get(id)) {
+        for id in text_values(scanned.column(0), columns::UNIQUE_ID_ROW)?.flatten() {
+            if let Some(&row) = rows.get(id) {
                 known[row] = true;
             }
-        };
-        if let Some(view) = column.as_string_view_opt() {
-            view.iter().for_each(&mut mark);
-        } else if let Some(text) = column.as_string_opt::<i32>() {
-            text.iter().for_each(&mut mark);
-        } else {
-            return Err(DeltaTableError::Generic(format!(
-                "{} read as {}, not text",
-                columns::UNIQUE_ID_ROW,
-                column.data_type()
-            )));
         }
     }
     Ok(known)

@@ -68,6 +68,7 @@ use sessionlake_model::time::{date_of_day, day_of_date};
 use super::aggregate::{GoldRow, SessionBatch, SessionUpdate, gold_rows};
 use super::index::SessionIndex;
 use crate::expr::dates_predicate;
+use crate::query::text_values;
 use crate::schema::SESSIONS;
 use crate::txn;
 
@@ -163,7 +164,7 @@ pub(crate) async fn upsert(
                 files_read += 1;
                 let mut found = false;
                 for ids in &joined(read.await)? {
-                    for id in text_values(ids.column(0))?.flatten() {
+                    for id in text_values(ids.column(0), columns::SESSION_ID)?.flatten() {
                         if pending.remove(id) {
                             wanted.remove(id);
                             found = true;
@@ -405,17 +406,6 @@ fn spawn_read(
 /// The outcome of a task, its panic or cancellation as an error.
 fn joined<T>(task: Result<DeltaResult<T>, tokio::task::JoinError>) -> DeltaResult<T> {
     task.map_err(|error| DeltaTableError::Generic(format!("a gold read or write task failed: {error}")))?
-}
-
-/// A text column's values, stored as `Utf8` or `Utf8View`.
-fn text_values(column: &ArrayRef) -> DeltaResult<Box<dyn Iterator<Item = Option<&str>> + '_>> {
-    if let Some(view) = column.as_string_view_opt() {
-        Ok(Box::new(view.iter()))
-    } else if let Some(text) = column.as_string_opt::<i32>() {
-        Ok(Box::new(text.iter()))
-    } else {
-        Err(DeltaTableError::Generic(format!("{} read as {}, not text", columns::SESSION_ID, column.data_type())))
-    }
 }
 
 /// The rows that files holding changed sessions become.
