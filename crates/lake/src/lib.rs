@@ -24,6 +24,7 @@
 mod commit_retry;
 pub mod error;
 mod expr;
+mod keys;
 pub mod lake;
 pub mod landing;
 pub mod lease;

@@ -62,6 +62,7 @@ use tracing::info;
 
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
+use crate::keys::FilterCache;
 use crate::lake::Lake;
 use crate::landing::{self, Manifest, ManifestEntry};
 use crate::schema::{RAW, REJECTED};
@@ -69,7 +70,7 @@ use crate::{progress, txn};
 
 pub use batch::raw_batch;
 pub use live::{Appended, LiveIngest, LiveReport, LiveSettings, LiveStats};
-pub(crate) use merge::{distinct_events, merge_new_rows};
+pub(crate) use merge::{distinct_events, merge_new_rows, writer_properties};
 pub use quarantine::{CORRUPT_FILE, Quarantine, QuarantineChange, QuarantinedFile};
 pub use read::ChunkLimits;
 
@@ -137,6 +138,7 @@ impl RawStage {
         let entries = Manifest::of(&self.lake)?.entries().await?;
         let mut raw_table = self.lake.open_or_create(&RAW).await?;
         let mut rejected_table = self.lake.open_or_create(&REJECTED).await?;
+        let filters = FilterCache::new();
         let mut quarantined = Vec::new();
         for entry in &entries {
             let markers = FileMarkers::of(entry);
@@ -148,7 +150,7 @@ impl RawStage {
                 quarantined.push(entry.clone());
                 continue;
             }
-            match self.process_file(entry, &markers, raw_table, rejected_table, &mut report).await {
+            match self.process_file(entry, &markers, raw_table, rejected_table, &filters, &mut report).await {
                 Ok(tables) => {
                     (raw_table, rejected_table) = tables;
                     report.files_processed += 1;
@@ -181,6 +183,7 @@ impl RawStage {
         markers: &FileMarkers,
         mut raw_table: DeltaTable,
         mut rejected_table: DeltaTable,
+        filters: &FilterCache,
         report: &mut RawReport,
     ) -> Result<(DeltaTable, DeltaTable)> {
         // Checked against the manifest's sha256 (downloaded first from an
@@ -235,7 +238,7 @@ impl RawStage {
             }
             if !chunk.days.is_empty() {
                 let valid = chunk.valid_events();
-                let (table, inserted) = merge_chunk(raw_table, &chunk.days, commit_markers).await?;
+                let (table, inserted) = merge_chunk(raw_table, &chunk.days, commit_markers, filters).await?;
                 raw_table = table;
                 // An insert-only MERGE commits (with its markers) iff it inserts.
                 done_committed |= !self.debug && chunk.is_last && inserted > 0;
@@ -438,6 +441,7 @@ async fn merge_chunk(
     table: DeltaTable,
     days: &BTreeMap<i32, Vec<Event>>,
     markers: Vec<(String, i64)>,
+    filters: &FilterCache,
 ) -> Result<(DeltaTable, u64)> {
     let events: Vec<Event> = days.values().flatten().copied().collect();
     let distinct = distinct_events(&events);
@@ -447,15 +451,17 @@ async fn merge_chunk(
     // An event's date is a function of its identity (its ts is part of
     // UNIQUE_ID_ROW), so an exact repeat is always in one of these partitions.
     let dates: BTreeSet<i32> = days.keys().copied().collect();
-    let merged = merge_new_rows(table, batch, &dates, markers, MERGE_CONFLICT_RETRIES).await?;
+    let merged = merge_new_rows(table, batch, &dates, markers, MERGE_CONFLICT_RETRIES, filters).await?;
     info!(
         first_date = %date_of_day(*days.keys().next().expect("a date")),
         dates = days.len(),
         inserted = merged.inserted,
         files_scanned = merged.files_scanned,
         files_skipped = merged.files_skipped,
+        row_groups_read = merged.row_groups_read,
         conflicts_retried = merged.conflicts_retried,
         ms = merged.elapsed.as_millis() as u64,
+        phase_ms = ?merged.phase_ms,
         "merged raw chunk"
     );
     Ok((merged.table, merged.inserted))

@@ -36,6 +36,7 @@ use sessionlake_model::tables::sessions as columns;
 use tracing::{info, warn};
 
 use crate::error::{LakeError, Result};
+use crate::keys::FilterCache;
 use crate::lake::Lake;
 use crate::query;
 use crate::schema::SESSIONS;
@@ -608,6 +609,9 @@ pub(crate) struct RunIndex {
     snapshot_version: Option<i64>,
     /// Change-feed rows applied since that snapshot.
     rows_since_snapshot: u64,
+    /// The session id filters of the gold files looked into: with the
+    /// index, they take a lookup to the few files that hold a session.
+    filters: FilterCache,
 }
 
 /// A snapshot is rewritten when the change feed since it holds more than
@@ -617,7 +621,12 @@ const SAVE_VERSIONS: i64 = 64;
 
 impl RunIndex {
     pub(crate) fn new(lake: Lake) -> Self {
-        Self { lake, index: None, snapshot_version: None, rows_since_snapshot: 0 }
+        Self { lake, index: None, snapshot_version: None, rows_since_snapshot: 0, filters: FilterCache::new() }
+    }
+
+    /// The run's cache of gold files' session id filters (a handle on it).
+    pub(crate) fn filters(&self) -> FilterCache {
+        self.filters.clone()
     }
 
     /// The index as of `gold`'s version.

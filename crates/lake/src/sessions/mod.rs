@@ -313,9 +313,10 @@ async fn merge_retrying(
         // may have filed some of these sessions under other dates (the
         // index reads its commits from gold's change feed).
         let started = Instant::now();
+        let filters = index.filters();
         let stored = index.current(&gold).await?;
         let index_ms = started.elapsed().as_millis() as u64;
-        match upsert::upsert(&gold, batch, stored, raw_version).await {
+        match upsert::upsert(&gold, batch, stored, &filters, raw_version).await {
             Ok(done) => {
                 if let Some(version) = done.version {
                     index.record_own_commit(version, &done.filed.0, &done.filed.1);

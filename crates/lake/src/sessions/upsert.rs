@@ -51,15 +51,15 @@ use deltalake::arrow::datatypes::{DataType, Date32Type, Field, Schema, Timestamp
 use deltalake::datafile::writer::{DeltaWriter as FileWriter, WriterConfig};
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, AddCDCFile, Remove};
-use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaResult, DeltaTable, DeltaTableError, ObjectStore, Path};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::prefix::PrefixStore;
 use sessionlake_model::tables::{SESSIONS_APP_ID, sessions as columns};
@@ -68,7 +68,7 @@ use sessionlake_model::time::{date_of_day, day_of_date};
 use super::aggregate::{GoldRow, SessionBatch, SessionUpdate, gold_rows};
 use super::index::SessionIndex;
 use crate::expr::dates_predicate;
-use crate::query::text_values;
+use crate::keys::{FilterCache, KeyFile, find_keys, with_key_filter};
 use crate::schema::SESSIONS;
 use crate::txn;
 
@@ -83,7 +83,8 @@ pub(crate) struct Upserted {
     pub(crate) updated: u64,
     /// Unchanged rows rewritten because their file held a changed one.
     pub(crate) copied: u64,
-    /// Files whose session ids were read.
+    /// Files whose session ids were decoded (their bloom filters may hold
+    /// one of the ids looked for, or they have none).
     pub(crate) files_read: usize,
     /// Files rewritten.
     pub(crate) files_rewritten: usize,
@@ -99,11 +100,12 @@ pub(crate) struct Upserted {
 }
 
 /// Upserts `batch` into `gold`, whose sessions `index` locates (as of
-/// `gold`'s version), recording `raw_version` (if any) in the same commit.
+/// `gold`'s version) and whose files' id filters `filters` keeps, recording `raw_version` (if any) in the same commit.
 pub(crate) async fn upsert(
     gold: &DeltaTable,
     batch: &SessionBatch,
     index: &SessionIndex,
+    filters: &FilterCache,
     raw_version: Option<i64>,
 ) -> DeltaResult<Upserted> {
     let now = Utc::now();
@@ -134,6 +136,7 @@ pub(crate) async fn upsert(
             let stats = FileStats::parse(file.stats().as_deref());
             files_by_day.entry(day).or_default().push(GoldFile {
                 path: file.object_store_path(),
+                size: file.size() as u64,
                 day,
                 stats,
                 remove: file.remove_action(true),
@@ -142,44 +145,38 @@ pub(crate) async fn upsert(
     }
     let mut holding = Vec::new();
     let mut files_read = 0;
-    for (day, mut wanted) in std::mem::take(&mut stored) {
+    for (day, wanted) in std::mem::take(&mut stored) {
         let mut files = files_by_day.remove(&day).unwrap_or_default();
+        files.retain(|file| file.stats.may_hold(&wanted));
+        // Incomplete files first: most sessions that change are open ones.
         files.sort_by_key(|file| file.stats.complete);
-        // `wanted` answers range questions, `pending` (the same ids) the
-        // many "is this one of them" of the files' ids.
-        let mut pending: HashSet<&str> = wanted.iter().copied().collect();
-        let mut files = files.into_iter().peekable();
-        while files.peek().is_some() {
-            // Two files at a time, read on both cores.
-            let mut group = Vec::with_capacity(READ_AHEAD);
-            while group.len() < READ_AHEAD {
-                match files.next() {
-                    Some(file) if file.stats.may_hold(&wanted) => group.push(file),
-                    Some(_) => {}
-                    None => break,
+        let keys: HashMap<&str, usize> = wanted.iter().enumerate().map(|(n, id)| (*id, n)).collect();
+        let mut seen = vec![false; keys.len()];
+        let mut missing = keys.len();
+        let mut lookups = futures::stream::iter(files)
+            .map(|file| {
+                let (store, keys) = (store.clone(), &keys);
+                async move {
+                    let found = find_keys(store, &file.key_file(), columns::SESSION_ID, keys, filters).await;
+                    (file, found)
                 }
+            })
+            .buffered(LOOKUPS_IN_FLIGHT);
+        while let Some((file, found)) = lookups.next().await {
+            let found = found?;
+            files_read += usize::from(found.row_groups_read > 0);
+            if found.found.is_empty() {
+                continue;
             }
-            let reads: Vec<_> = group.iter().map(|file| spawn_read(&store, file, Some(columns::SESSION_ID))).collect();
-            for (file, read) in group.into_iter().zip(reads) {
-                files_read += 1;
-                let mut found = false;
-                for ids in &joined(read.await)? {
-                    for id in text_values(ids.column(0), columns::SESSION_ID)?.flatten() {
-                        if pending.remove(id) {
-                            wanted.remove(id);
-                            found = true;
-                        }
-                    }
-                }
-                if found {
-                    holding.push(file);
-                }
+            for n in found.found {
+                missing -= usize::from(!std::mem::replace(&mut seen[n], true));
             }
-            if wanted.is_empty() {
+            holding.push(file);
+            if missing == 0 {
                 break;
             }
         }
-        if let Some(missing) = wanted.iter().next() {
+        if let Some(missing) = wanted.iter().zip(&seen).find_map(|(id, seen)| (!seen).then_some(id)) {
             return Err(DeltaTableError::Generic(format!(
                 "the sessions index files session {missing} under {date}, but no file of that date holds it",
                 date = date_of_day(day)
@@ -197,7 +194,7 @@ pub(crate) async fn upsert(
         while reads.len() < READ_AHEAD
             && let Some(next) = ahead.next()
         {
-            reads.push_back(spawn_read(&store, next, None));
+            reads.push_back(spawn_read(&store, next));
         }
         let rows = joined(reads.pop_front().expect("one read per file").await)?;
         rewrite.fold_file(&rows, file, batch, now_micros)?;
@@ -223,7 +220,7 @@ pub(crate) async fn upsert(
             .map(|rows| filter_record_batch(rows, &completeness_mask(rows, complete)))
             .collect::<Result<Vec<_>, _>>()?;
         let rows = concat_batches(&SESSIONS.arrow_schema(), &rows)?;
-        let writer = RecordBatchWriter::for_table(gold)?.with_writer_properties(writer_properties());
+        let writer = RecordBatchWriter::for_table(gold)?.with_writer_properties(gold_file_properties());
         writes.push(tokio::spawn(write_sorted_files(writer, rows)));
     }
     if !rewritten.is_empty() {
@@ -297,6 +294,7 @@ const ROWS_PER_FILE: usize = 4_096;
 /// A data file of gold, as the upsert sees it.
 struct GoldFile {
     path: Path,
+    size: u64,
     day: i32,
     stats: FileStats,
     remove: Remove,
@@ -345,23 +343,11 @@ fn partition_day(values: &HashMap<String, Option<String>>) -> DeltaResult<i32> {
     Ok(day_of_date(date))
 }
 
-/// Reads one column of a file (`Some`), or all of its rows as gold rows
-/// (`None`: every column of [`SESSIONS`], its date added).
-async fn read_file(
-    store: Arc<dyn ObjectStore>,
-    file: GoldFileRef,
-    column: Option<&'static str>,
-) -> DeltaResult<Vec<RecordBatch>> {
+/// Reads all rows of a file as gold rows (every column of [`SESSIONS`],
+/// its date added).
+async fn read_file(store: Arc<dyn ObjectStore>, file: GoldFileRef) -> DeltaResult<Vec<RecordBatch>> {
     let bytes = store.get(&file.path).await?.bytes().await?;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    if let Some(column) = column {
-        let mask = ProjectionMask::columns(builder.parquet_schema(), [column]);
-        builder = builder.with_projection(mask);
-    }
-    let batches = builder.build()?.collect::<Result<Vec<RecordBatch>, _>>()?;
-    if column.is_some() {
-        return Ok(batches);
-    }
+    let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?.collect::<Result<Vec<RecordBatch>, _>>()?;
     let schema = SESSIONS.arrow_schema();
     batches
         .iter()
@@ -393,14 +379,20 @@ struct GoldFileRef {
 /// Files read at once (decoding is CPU work: one per core).
 const READ_AHEAD: usize = 2;
 
+/// Files whose filters are looked up at once: small reads, a few in flight
+/// hide the store's latency.
+const LOOKUPS_IN_FLIGHT: usize = 4;
+
+impl GoldFile {
+    fn key_file(&self) -> KeyFile {
+        KeyFile { path: self.path.clone(), size: self.size }
+    }
+}
+
 /// [`read_file`] as a task of its own, so that reads decode in parallel.
-fn spawn_read(
-    store: &Arc<dyn ObjectStore>,
-    file: &GoldFile,
-    column: Option<&'static str>,
-) -> tokio::task::JoinHandle<DeltaResult<Vec<RecordBatch>>> {
+fn spawn_read(store: &Arc<dyn ObjectStore>, file: &GoldFile) -> tokio::task::JoinHandle<DeltaResult<Vec<RecordBatch>>> {
     let file = GoldFileRef { path: file.path.clone(), day: file.day };
-    tokio::spawn(read_file(store.clone(), file, column))
+    tokio::spawn(read_file(store.clone(), file))
 }
 
 /// The outcome of a task, its panic or cancellation as an error.
@@ -528,13 +520,18 @@ async fn write_sorted_files(mut writer: RecordBatchWriter, rows: RecordBatch) ->
 /// Parquet settings of the files the upsert writes: delta-rs's (Snappy),
 /// without dictionaries for the id columns, whose values (nearly) never
 /// repeat in a file: a dictionary only costs time there.
-fn writer_properties() -> WriterProperties {
+fn writer_properties() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_created_by(format!("sessionlake {}", env!("CARGO_PKG_VERSION")))
         .set_compression(Compression::SNAPPY)
         .set_column_dictionary_enabled(ColumnPath::from(columns::SESSION_ID), false)
         .set_column_dictionary_enabled(ColumnPath::from(columns::PLAYER_ID), false)
-        .build()
+}
+
+/// [`writer_properties`] of gold's own files, with a bloom filter on
+/// `session_id` for the next upserts' lookups.
+fn gold_file_properties() -> WriterProperties {
+    with_key_filter(writer_properties(), columns::SESSION_ID, Some(ROWS_PER_FILE)).build()
 }
 
 /// Gold rows with a `_change_type` column.
@@ -559,7 +556,7 @@ async fn write_change_data(
     changes: Vec<RecordBatch>,
 ) -> DeltaResult<Vec<Action>> {
     let mut writer = FileWriter::new(Arc::new(PrefixStore::new(store, "_change_data")), config)
-        .with_writer_properties(writer_properties());
+        .with_writer_properties(writer_properties().build());
     for rows in changes.iter().filter(|rows| rows.num_rows() > 0) {
         writer.write(rows).await?;
     }

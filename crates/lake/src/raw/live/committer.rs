@@ -17,6 +17,7 @@ use super::compaction::{self, CompactionOutcome};
 use super::stats::Counters;
 use super::{LiveSettings, Reply, Request, durable};
 use crate::error::Result;
+use crate::keys::FilterCache;
 use crate::lake::Lake;
 use crate::raw::{distinct_events, merge_new_rows, raw_batch};
 use crate::schema::RAW;
@@ -28,6 +29,8 @@ pub(super) struct Committer {
     /// The raw table as of the last commit seen; only this task writes
     /// through it.
     table: DeltaTable,
+    /// The key filters of the raw files this committer looked into.
+    filters: FilterCache,
     /// The queue, held for this committer's life: if it dies, the guard is
     /// released and the next committer takes the same queue.
     receiver: OwnedMutexGuard<mpsc::Receiver<Request>>,
@@ -68,6 +71,7 @@ impl Committer {
             lake,
             settings,
             table,
+            filters: FilterCache::new(),
             receiver,
             closing,
             is_closing: false,
@@ -214,8 +218,15 @@ impl Committer {
         }
         let batch = raw_batch(&distinct, chrono::Utc::now())?;
         let dates: BTreeSet<i32> = by_date.keys().copied().collect();
-        let merged =
-            merge_new_rows(self.table.clone(), batch, &dates, Vec::new(), self.settings.max_conflict_retries).await?;
+        let merged = merge_new_rows(
+            self.table.clone(),
+            batch,
+            &dates,
+            Vec::new(),
+            self.settings.max_conflict_retries,
+            &self.filters,
+        )
+        .await?;
         self.table = merged.table;
         let inserted = merged.inserted;
         // Nothing new makes no commit.

@@ -138,7 +138,12 @@ pub async fn optimize_dates_under(
                 table: RAW.name,
                 message: "the table to compact does not exist".to_string(),
             })?;
-            match table.optimize().with_filters(&filters).with_target_size(target_size).await {
+            let optimize = table
+                .optimize()
+                .with_filters(&filters)
+                .with_target_size(target_size)
+                .with_writer_properties(crate::raw::writer_properties(None));
+            match optimize.await {
                 Ok((_, metrics)) => return Ok((metrics, conflicts_retried)),
                 Err(error) => {
                     back_off_after_conflict(error, &mut conflicts_retried, max_conflict_retries, "a compaction")
