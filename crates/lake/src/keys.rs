@@ -72,8 +72,8 @@ pub(crate) struct Found {
     pub(crate) row_groups_read: usize,
 }
 
-/// The key filters of files already looked into, by path, up to
-/// [`FILTER_CACHE_BYTES`]. A table's files never change, and each file of a
+/// The key filters of files already looked into, by path, up to a bound
+/// in bytes. A table's files never change, and each file of a
 /// partition is probed again by every later write to that partition: with
 /// the filters at hand, a lookup opens only the files that may hold a key.
 /// Cheap to clone (a handle on one cache); one per table (the paths are
@@ -81,27 +81,43 @@ pub(crate) struct Found {
 #[derive(Clone)]
 pub(crate) struct FilterCache(moka::sync::Cache<Path, Arc<FileFilters>>);
 
-/// The bytes of filters a [`FilterCache`] keeps: about 25M rows' worth, the
-/// raw table at 25× the full-size file.
-pub(crate) const FILTER_CACHE_BYTES: u64 = 128 * 1024 * 1024;
-
 impl FilterCache {
-    /// An empty cache of at most [`FILTER_CACHE_BYTES`].
-    pub(crate) fn new() -> Self {
+    /// An empty cache of at most `max_bytes` of filters (a filter takes
+    /// about 5 bytes per row at [`KEY_FPP`]).
+    pub(crate) fn new(max_bytes: u64) -> Self {
         Self(
             moka::sync::Cache::builder()
-                .max_capacity(FILTER_CACHE_BYTES)
+                .max_capacity(max_bytes)
                 .weigher(|_, filters: &Arc<FileFilters>| filters.bytes.try_into().unwrap_or(u32::MAX))
                 .build(),
         )
     }
-}
 
-impl Default for FilterCache {
-    fn default() -> Self {
-        Self::new()
+    /// The filters of `file`, from the cache or read (and cached), with the
+    /// reader when it had to be opened.
+    async fn filters_of(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        file: &KeyFile,
+        column: &str,
+    ) -> DeltaResult<(Arc<FileFilters>, Option<Opened>)> {
+        if let Some(filters) = self.0.get(&file.path) {
+            return Ok((filters, None));
+        }
+        let (mut builder, leaf) = open(store.clone(), file, column).await?;
+        let mut row_groups = Vec::with_capacity(builder.metadata().num_row_groups());
+        for row_group in 0..builder.metadata().num_row_groups() {
+            row_groups.push(builder.get_row_group_column_bloom_filter(row_group, leaf).await?);
+        }
+        let bytes = row_groups.iter().flatten().map(|filter| filter.num_blocks() * 32).sum::<usize>() + 64;
+        let filters = Arc::new(FileFilters { row_groups, bytes });
+        self.0.insert(file.path.clone(), filters.clone());
+        Ok((filters, Some((builder, leaf))))
     }
 }
+
+/// A file's reader (its footer read) and the leaf index of the key column.
+type Opened = (ParquetRecordBatchStreamBuilder<StoreFile>, usize);
 
 impl std::fmt::Debug for FilterCache {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,22 +153,7 @@ pub(crate) async fn find_keys(
     keys: &HashMap<&str, usize>,
     cache: &FilterCache,
 ) -> DeltaResult<Found> {
-    let mut opened = None;
-    let filters = match cache.0.get(&file.path) {
-        Some(filters) => filters,
-        None => {
-            let (mut builder, leaf) = open(store.clone(), file, column).await?;
-            let mut row_groups = Vec::with_capacity(builder.metadata().num_row_groups());
-            for row_group in 0..builder.metadata().num_row_groups() {
-                row_groups.push(builder.get_row_group_column_bloom_filter(row_group, leaf).await?);
-            }
-            let bytes = row_groups.iter().flatten().map(|filter| filter.num_blocks() * 32).sum::<usize>() + 64;
-            let filters = Arc::new(FileFilters { row_groups, bytes });
-            cache.0.insert(file.path.clone(), filters.clone());
-            opened = Some((builder, leaf));
-            filters
-        }
-    };
+    let (filters, opened) = cache.filters_of(&store, file, column).await?;
     let row_groups = filters.row_groups_for(keys);
     let mut found = Found { found: Vec::new(), row_groups_read: row_groups.len() };
     if row_groups.is_empty() {
@@ -175,12 +176,26 @@ pub(crate) async fn find_keys(
     Ok(found)
 }
 
-/// A reader of `file` (its footer read) and the leaf index of `column`.
-async fn open(
+/// Whether `column` of `file` may hold one of `keys`, by its filters alone
+/// when each row group has one (false positives at [`KEY_FPP`]; a caller
+/// that reads the file anyway tells them apart), else by its key column
+/// ([`find_keys`]).
+pub(crate) async fn may_hold_keys(
     store: Arc<dyn ObjectStore>,
     file: &KeyFile,
     column: &str,
-) -> DeltaResult<(ParquetRecordBatchStreamBuilder<StoreFile>, usize)> {
+    keys: &HashMap<&str, usize>,
+    cache: &FilterCache,
+) -> DeltaResult<bool> {
+    let (filters, _) = cache.filters_of(&store, file, column).await?;
+    if filters.row_groups.iter().all(Option::is_some) {
+        return Ok(!filters.row_groups_for(keys).is_empty());
+    }
+    Ok(!find_keys(store, file, column, keys, cache).await?.found.is_empty())
+}
+
+/// A reader of `file` (its footer read) and the leaf index of `column`.
+async fn open(store: Arc<dyn ObjectStore>, file: &KeyFile, column: &str) -> DeltaResult<Opened> {
     let reader = StoreFile { store, path: file.path.clone(), size: file.size };
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let leaf = builder.parquet_schema().columns().iter().position(|leaf| leaf.path().string() == column);
@@ -282,7 +297,7 @@ mod tests {
     #[tokio::test]
     async fn filters_find_every_key_held_and_decode_only_the_row_groups_holding_one() {
         let (store, file) = file_of_keys(10_000, true).await;
-        let cache = FilterCache::new();
+        let cache = FilterCache::new(1 << 20);
         // key-1500 is in row group 1 of 10, key-9999 in row group 9; the
         // others are nowhere.
         let wanted = ["absent", "key-1500", "key-10000", "key-9999"];
@@ -294,19 +309,19 @@ mod tests {
     async fn a_file_without_filters_is_read_whole_and_still_answers_exactly() {
         let (store, file) = file_of_keys(10_000, false).await;
         let wanted = ["absent", "key-1500", "key-10000", "key-9999"];
-        assert_eq!(found(&store, &file, &wanted, &FilterCache::new()).await.unwrap(), (vec![1, 3], 10));
+        assert_eq!(found(&store, &file, &wanted, &FilterCache::new(1 << 20)).await.unwrap(), (vec![1, 3], 10));
     }
 
     #[tokio::test]
     async fn a_cached_file_is_opened_only_when_its_filters_may_hold_a_key() {
         let (store, file) = file_of_keys(10_000, true).await;
-        let cache = FilterCache::new();
+        let cache = FilterCache::new(1 << 20);
         assert_eq!(found(&store, &file, &["key-5"], &cache).await.unwrap(), (vec![0], 1));
         // With the file gone, keys its cached filters rule out are still
         // answered; one they may hold needs the file (and says so).
         store.delete(&file.path).await.unwrap();
         assert_eq!(found(&store, &file, &["absent", "key-10000"], &cache).await.unwrap(), (vec![], 0));
         assert!(found(&store, &file, &["key-5"], &cache).await.is_err());
-        assert!(found(&store, &file, &["absent"], &FilterCache::new()).await.is_err());
+        assert!(found(&store, &file, &["absent"], &FilterCache::new(1 << 20)).await.is_err());
     }
 }

@@ -196,6 +196,12 @@ async fn insert_new_rows(
     Ok(Attempt { inserted, files_scanned, files_skipped, row_groups_read, phase_ms, committed: Some(commit.version()) })
 }
 
+/// The bytes of raw's key filters a writer keeps (see [`FilterCache`]):
+/// about 25M rows' worth, the raw table at 25× the full-size file. Each
+/// chunk probes the files of its dates; those of the dates it does not touch
+/// are the ones evicted.
+pub(crate) const FILTER_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Files probed at once: their footers and filters are small reads, and a
 /// few in flight hide the store's latency (an object store's above all).
 const PROBES_IN_FLIGHT: usize = 4;

@@ -70,7 +70,7 @@ use crate::{progress, txn};
 
 pub use batch::raw_batch;
 pub use live::{Appended, LiveIngest, LiveReport, LiveSettings, LiveStats};
-pub(crate) use merge::{distinct_events, merge_new_rows, writer_properties};
+pub(crate) use merge::{FILTER_CACHE_BYTES, distinct_events, merge_new_rows, writer_properties};
 pub use quarantine::{CORRUPT_FILE, Quarantine, QuarantineChange, QuarantinedFile};
 pub use read::ChunkLimits;
 
@@ -138,7 +138,7 @@ impl RawStage {
         let entries = Manifest::of(&self.lake)?.entries().await?;
         let mut raw_table = self.lake.open_or_create(&RAW).await?;
         let mut rejected_table = self.lake.open_or_create(&REJECTED).await?;
-        let filters = FilterCache::new();
+        let filters = FilterCache::new(FILTER_CACHE_BYTES);
         let mut quarantined = Vec::new();
         for entry in &entries {
             let markers = FileMarkers::of(entry);

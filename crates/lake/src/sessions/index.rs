@@ -161,6 +161,29 @@ impl SessionIndex {
         }
     }
 
+    /// [`Self::date_of`] of each of `session_ids`, in their order, looked up
+    /// in key order: the index is then walked forward instead of at random,
+    /// which matters once it outgrows the CPU caches (a micro-batch asks
+    /// about 200,000 sessions of an index of 15M).
+    pub fn date_of_each(&self, session_ids: &[&str]) -> Vec<Option<i32>> {
+        let mut dates = vec![None; session_ids.len()];
+        let mut keys = Vec::with_capacity(session_ids.len());
+        for (position, session_id) in session_ids.iter().enumerate() {
+            match canonical_key(session_id) {
+                Some(key) => keys.push((key, position)),
+                None => dates[position] = self.other.get(*session_id).copied(),
+            }
+        }
+        keys.sort_unstable();
+        for (key, position) in keys {
+            dates[position] = match self.buckets.search(&self.keys, key) {
+                Ok(found) => Some(self.dates[found]),
+                Err(_) => self.overlay.get(&key).copied(),
+            };
+        }
+        dates
+    }
+
     /// The dates of the partitions holding any of `session_ids`.
     pub fn dates_of<'a>(&self, session_ids: impl IntoIterator<Item = &'a str>) -> BTreeSet<i32> {
         session_ids.into_iter().filter_map(|session_id| self.date_of(session_id)).collect()
@@ -614,6 +637,10 @@ pub(crate) struct RunIndex {
     filters: FilterCache,
 }
 
+/// The bytes of gold's session id filters a run keeps: 64 MiB holds those of
+/// about 12M sessions (files of 4,096 sessions take 32 KiB each).
+const FILTER_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A snapshot is rewritten when the change feed since it holds more than
 /// this share of the index (1/8), or spans this many versions.
 const SAVE_SHARE: u64 = 8;
@@ -621,7 +648,13 @@ const SAVE_VERSIONS: i64 = 64;
 
 impl RunIndex {
     pub(crate) fn new(lake: Lake) -> Self {
-        Self { lake, index: None, snapshot_version: None, rows_since_snapshot: 0, filters: FilterCache::new() }
+        Self {
+            lake,
+            index: None,
+            snapshot_version: None,
+            rows_since_snapshot: 0,
+            filters: FilterCache::new(FILTER_CACHE_BYTES),
+        }
     }
 
     /// The run's cache of gold files' session id filters (a handle on it).

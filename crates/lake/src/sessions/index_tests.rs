@@ -51,6 +51,13 @@ fn every_recorded_session_is_found_on_its_date_and_no_other_is() {
     }
     let asked = [id(7919), id(2 * 7919), id(1_499 * 7919), id(3)];
     assert_eq!(index.dates_of(asked.iter().map(String::as_str)), BTreeSet::from([17_001, 17_002, 17_019]));
+    // Looked up as a batch (in key order), each answer is the single one:
+    // from the array, the overlay, or none.
+    let asked: Vec<String> = (0..1_500u128).rev().flat_map(|value| [id(value * 7919), id(value * 7919 + 1)]).collect();
+    let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+    let each: Vec<Option<i32>> = asked.iter().map(|session_id| index.date_of(session_id)).collect();
+    assert_eq!(each.iter().flatten().count(), 1_500);
+    assert_eq!(index.date_of_each(&asked), each);
 }
 
 #[test]
@@ -65,6 +72,10 @@ fn ids_that_are_not_canonical_uuids_are_kept_exactly() {
     assert_eq!(index.date_of(lower), Some(1));
     assert_eq!(index.date_of(upper), Some(2), "another text is another session to gold");
     assert_eq!(index.date_of("4a0c43c9-c43a-42ff-ba55-67563dfa35D4"), None);
+    assert_eq!(
+        index.date_of_each(&[upper, "4a0c43c9-c43a-42ff-ba55-67563dfa35D4", lower]),
+        vec![Some(2), None, Some(1)]
+    );
     assert_eq!(index.date_of("not a uuid"), Some(3));
     assert_eq!(index.date_of(""), Some(4));
     assert_eq!((index.overlay.len(), index.other.len()), (1, 3));

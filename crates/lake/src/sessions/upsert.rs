@@ -17,12 +17,11 @@
 //!
 //! 1. the batch's sessions that gold holds (the exact session → date
 //!    index says which, and under which date) are looked for in their
-//!    date's files, incomplete files first (told apart by the null counts
-//!    of their statistics), reading the session id column only, until
-//!    every one is found;
-//! 2. a file where a session changes is read whole: its sessions of the
-//!    batch are folded ([`SessionUpdate::absorb`], the rule everywhere
-//!    else), its other rows copied;
+//!    date's files: those whose session id range (file statistics) and
+//!    session id bloom filters ([`crate::keys`]) may hold one of them;
+//! 2. those files are read whole: their sessions of the batch are folded
+//!    ([`SessionUpdate::absorb`], the rule everywhere else), and the other
+//!    rows of a file where one changes are copied;
 //! 3. copied, updated and new rows are written, complete and incomplete
 //!    sessions into separate files, and the change feed (inserts, update
 //!    pre- and post-images) into `_change_data` files as Delta's MERGE
@@ -34,9 +33,9 @@
 //!    writer that changed one of those dates makes it conflict, and the
 //!    caller tries again with the index caught up.
 //!
-//! A file mixing both kinds (written before this layout, or compacted)
-//! counts as incomplete and is split the next time one of its sessions
-//! changes.
+//! A file mixing both kinds (written before this layout, or compacted) is
+//! split the next time one of its sessions changes. A file without filters
+//! (written before them) has its session ids read to tell.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
@@ -68,7 +67,7 @@ use sessionlake_model::time::{date_of_day, day_of_date};
 use super::aggregate::{GoldRow, SessionBatch, SessionUpdate, gold_rows};
 use super::index::SessionIndex;
 use crate::expr::dates_predicate;
-use crate::keys::{FilterCache, KeyFile, find_keys, with_key_filter};
+use crate::keys::{FilterCache, KeyFile, may_hold_keys, with_key_filter};
 use crate::schema::SESSIONS;
 use crate::txn;
 
@@ -83,8 +82,8 @@ pub(crate) struct Upserted {
     pub(crate) updated: u64,
     /// Unchanged rows rewritten because their file held a changed one.
     pub(crate) copied: u64,
-    /// Files whose session ids were decoded (their bloom filters may hold
-    /// one of the ids looked for, or they have none).
+    /// Files read whole to fold the stored sessions: those whose session id
+    /// filters may hold one (a false positive is read and left as it is).
     pub(crate) files_read: usize,
     /// Files rewritten.
     pub(crate) files_rewritten: usize,
@@ -95,8 +94,10 @@ pub(crate) struct Upserted {
     /// The rows of updated sessions and of new ones (gold rows: what the
     /// sessions index learns from the commit).
     pub(crate) filed: (Vec<RecordBatch>, RecordBatch),
-    /// Milliseconds spent finding, folding, writing and committing.
-    pub(crate) phase_ms: [u64; 4],
+    /// Milliseconds spent looking sessions up in the index, listing the
+    /// files of their dates, probing those files' filters, folding, writing
+    /// and committing.
+    pub(crate) phase_ms: [u64; 6],
 }
 
 /// Upserts `batch` into `gold`, whose sessions `index` locates (as of
@@ -113,7 +114,7 @@ pub(crate) async fn upsert(
     let store = gold.log_store().object_store(None);
 
     let mut clock = std::time::Instant::now();
-    let mut phase_ms = [0u64; 4];
+    let mut phase_ms = [0u64; 6];
     let mut lap = |phase: usize| {
         phase_ms[phase] = clock.elapsed().as_millis() as u64;
         clock = std::time::Instant::now();
@@ -121,14 +122,17 @@ pub(crate) async fn upsert(
     // 1. Where the stored sessions are.
     let mut stored: BTreeMap<i32, BTreeSet<&str>> = BTreeMap::new();
     let mut new_sessions = Vec::new();
-    for (id, fold) in &batch.sessions {
-        match index.date_of(id) {
+    let sessions: Vec<(&String, &SessionUpdate)> = batch.sessions.iter().collect();
+    let ids: Vec<&str> = sessions.iter().map(|(id, _)| id.as_str()).collect();
+    for ((id, fold), date) in sessions.into_iter().zip(index.date_of_each(&ids)) {
+        match date {
             Some(day) => {
                 stored.entry(day).or_default().insert(id.as_str());
             }
             None => new_sessions.push(GoldRow { session_id: id, fold, inserted_micros: now.timestamp_micros() }),
         }
     }
+    lap(0);
     let mut files_by_day: BTreeMap<i32, Vec<GoldFile>> = BTreeMap::new();
     for file in snapshot.log_data().iter() {
         let day = partition_day(&file.partition_values_map())?;
@@ -143,48 +147,32 @@ pub(crate) async fn upsert(
             });
         }
     }
+    lap(1);
     let mut holding = Vec::new();
-    let mut files_read = 0;
-    for (day, wanted) in std::mem::take(&mut stored) {
-        let mut files = files_by_day.remove(&day).unwrap_or_default();
-        files.retain(|file| file.stats.may_hold(&wanted));
-        // Incomplete files first: most sessions that change are open ones.
-        files.sort_by_key(|file| file.stats.complete);
+    let mut stored_sessions = 0;
+    for (day, wanted) in &stored {
+        stored_sessions += wanted.len();
+        let mut files = files_by_day.remove(day).unwrap_or_default();
+        files.retain(|file| file.stats.may_hold(wanted));
         let keys: HashMap<&str, usize> = wanted.iter().enumerate().map(|(n, id)| (*id, n)).collect();
-        let mut seen = vec![false; keys.len()];
-        let mut missing = keys.len();
-        let mut lookups = futures::stream::iter(files)
+        let mut probes = futures::stream::iter(files)
             .map(|file| {
                 let (store, keys) = (store.clone(), &keys);
                 async move {
-                    let found = find_keys(store, &file.key_file(), columns::SESSION_ID, keys, filters).await;
-                    (file, found)
+                    let may_hold = may_hold_keys(store, &file.key_file(), columns::SESSION_ID, keys, filters).await;
+                    (file, may_hold)
                 }
             })
             .buffered(LOOKUPS_IN_FLIGHT);
-        while let Some((file, found)) = lookups.next().await {
-            let found = found?;
-            files_read += usize::from(found.row_groups_read > 0);
-            if found.found.is_empty() {
-                continue;
+        while let Some((file, may_hold)) = probes.next().await {
+            if may_hold? {
+                holding.push(file);
             }
-            for n in found.found {
-                missing -= usize::from(!std::mem::replace(&mut seen[n], true));
-            }
-            holding.push(file);
-            if missing == 0 {
-                break;
-            }
-        }
-        if let Some(missing) = wanted.iter().zip(&seen).find_map(|(id, seen)| (!seen).then_some(id)) {
-            return Err(DeltaTableError::Generic(format!(
-                "the sessions index files session {missing} under {date}, but no file of that date holds it",
-                date = date_of_day(day)
-            )));
         }
     }
+    let files_read = holding.len();
 
-    lap(0);
+    lap(2);
     // 2. Fold the stored sessions that change.
     let now_micros = now.timestamp_micros();
     let mut rewrite = Rewrite::default();
@@ -199,9 +187,18 @@ pub(crate) async fn upsert(
         let rows = joined(reads.pop_front().expect("one read per file").await)?;
         rewrite.fold_file(&rows, file, batch, now_micros)?;
     }
+    if rewrite.matched < stored_sessions {
+        let dates: Vec<String> = stored.keys().map(|&day| date_of_day(day).to_string()).collect();
+        return Err(DeltaTableError::Generic(format!(
+            "the sessions index files {stored_sessions} of the batch's sessions under {dates}, but their files hold \
+             only {matched}",
+            dates = dates.join(", "),
+            matched = rewrite.matched
+        )));
+    }
     let rewritten: Vec<&GoldFile> = holding.iter().filter(|file| rewrite.changed_files.contains(&file.path)).collect();
 
-    lap(1);
+    lap(3);
     // 3. Write.
     let inserts = gold_rows(&new_sessions, now_micros)?;
     let mut dates: BTreeSet<i32> = holding.iter().map(|file| file.day).collect();
@@ -247,7 +244,7 @@ pub(crate) async fn upsert(
     for write in writes {
         actions.extend(joined(write.await)?);
     }
-    lap(2);
+    lap(4);
     // 4. Commit.
     let mut report = Upserted {
         table: gold.clone(),
@@ -259,7 +256,7 @@ pub(crate) async fn upsert(
         dates: dates.len(),
         version: None,
         filed: (Vec::new(), RecordBatch::new_empty(SESSIONS.arrow_schema())),
-        phase_ms: [0; 4],
+        phase_ms: [0; 6],
     };
     if actions.is_empty() && raw_version.is_none() {
         return Ok(report);
@@ -280,7 +277,7 @@ pub(crate) async fn upsert(
     report.table.update_incremental(Some(commit.version())).await?;
     report.version = Some(commit.version() as i64);
     report.filed = (rewrite.post_images, inserts);
-    lap(3);
+    lap(5);
     report.phase_ms = phase_ms;
     Ok(report)
 }
@@ -303,8 +300,6 @@ struct GoldFile {
 /// What a file's statistics (the add action's JSON) tell about its sessions.
 #[derive(Debug, Default)]
 struct FileStats {
-    /// No session without a start or an end (unknown counts prove nothing).
-    complete: bool,
     /// The smallest and largest session id, when recorded.
     ids: Option<(String, String)>,
 }
@@ -314,10 +309,8 @@ impl FileStats {
         let Some(stats) = stats.and_then(|stats| serde_json::from_str::<serde_json::Value>(stats).ok()) else {
             return Self::default();
         };
-        let complete =
-            [columns::START_TS, columns::END_TS].iter().all(|column| stats["nullCount"][column].as_u64() == Some(0));
         let bound = |kind: &str| stats[kind][columns::SESSION_ID].as_str().map(str::to_string);
-        Self { complete, ids: bound("minValues").zip(bound("maxValues")) }
+        Self { ids: bound("minValues").zip(bound("maxValues")) }
     }
 
     /// Whether the file may hold one of `wanted`.
@@ -413,6 +406,8 @@ struct Rewrite {
     updated: u64,
     /// Files with a changed row.
     changed_files: HashSet<Path>,
+    /// Stored rows of the batch's sessions, changed or not.
+    matched: usize,
 }
 
 impl Rewrite {
@@ -437,6 +432,7 @@ impl Rewrite {
             let mut folds = Vec::new();
             for (row, changes) in changed.iter_mut().enumerate() {
                 let Some(update) = batch.sessions.get(session_ids.value(row)) else { continue };
+                self.matched += 1;
                 let before = SessionUpdate {
                     player_id: player_ids.value(row).to_string(),
                     country: countries.is_valid(row).then(|| countries.value(row).to_string()),

@@ -19,7 +19,7 @@ use super::{LiveSettings, Reply, Request, durable};
 use crate::error::Result;
 use crate::keys::FilterCache;
 use crate::lake::Lake;
-use crate::raw::{distinct_events, merge_new_rows, raw_batch};
+use crate::raw::{FILTER_CACHE_BYTES, distinct_events, merge_new_rows, raw_batch};
 use crate::schema::RAW;
 
 /// The committer's state; [`Committer::run`] consumes it.
@@ -71,7 +71,7 @@ impl Committer {
             lake,
             settings,
             table,
-            filters: FilterCache::new(),
+            filters: FilterCache::new(FILTER_CACHE_BYTES),
             receiver,
             closing,
             is_closing: false,
