@@ -28,6 +28,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use twox_hash::XxHash64;
 
 use crate::query::text_values;
 
@@ -107,9 +108,10 @@ impl FilterCache {
         let (mut builder, leaf) = open(store.clone(), file, column).await?;
         let mut row_groups = Vec::with_capacity(builder.metadata().num_row_groups());
         for row_group in 0..builder.metadata().num_row_groups() {
-            row_groups.push(builder.get_row_group_column_bloom_filter(row_group, leaf).await?);
+            let filter = builder.get_row_group_column_bloom_filter(row_group, leaf).await?;
+            row_groups.push(filter.as_ref().map(KeyFilter::of).transpose()?);
         }
-        let bytes = row_groups.iter().flatten().map(|filter| filter.num_blocks() * 32).sum::<usize>() + 64;
+        let bytes = row_groups.iter().flatten().map(KeyFilter::bytes).sum::<usize>() + 64;
         let filters = Arc::new(FileFilters { row_groups, bytes });
         self.0.insert(file.path.clone(), filters.clone());
         Ok((filters, Some((builder, leaf))))
@@ -128,15 +130,15 @@ impl std::fmt::Debug for FilterCache {
 /// One file's key filters, one per row group (`None`: that row group has
 /// none, so it may hold any key).
 pub(crate) struct FileFilters {
-    row_groups: Vec<Option<Sbbf>>,
+    row_groups: Vec<Option<KeyFilter>>,
     bytes: usize,
 }
 
 impl FileFilters {
     /// The row groups that may hold one of `keys`.
-    fn row_groups_for(&self, keys: &HashMap<&str, usize>) -> Vec<usize> {
-        let may_hold = |filter: &Option<Sbbf>| match filter {
-            Some(filter) => keys.keys().any(|key| filter.check(*key)),
+    fn row_groups_for(&self, keys: &Keys<'_>) -> Vec<usize> {
+        let may_hold = |filter: &Option<KeyFilter>| match filter {
+            Some(filter) => keys.hashes.iter().any(|&hash| filter.may_hold(hash)),
             None => true,
         };
         (0..self.row_groups.len()).filter(|&row_group| may_hold(&self.row_groups[row_group])).collect()
@@ -150,7 +152,7 @@ pub(crate) async fn find_keys(
     store: Arc<dyn ObjectStore>,
     file: &KeyFile,
     column: &str,
-    keys: &HashMap<&str, usize>,
+    keys: &Keys<'_>,
     cache: &FilterCache,
 ) -> DeltaResult<Found> {
     let (filters, opened) = cache.filters_of(&store, file, column).await?;
@@ -168,7 +170,7 @@ pub(crate) async fn find_keys(
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         for key in text_values(batch.column(0), column)?.flatten() {
-            if let Some(&value) = keys.get(key) {
+            if let Some(&value) = keys.values.get(key) {
                 found.found.push(value);
             }
         }
@@ -184,7 +186,7 @@ pub(crate) async fn may_hold_keys(
     store: Arc<dyn ObjectStore>,
     file: &KeyFile,
     column: &str,
-    keys: &HashMap<&str, usize>,
+    keys: &Keys<'_>,
     cache: &FilterCache,
 ) -> DeltaResult<bool> {
     let (filters, _) = cache.filters_of(&store, file, column).await?;
@@ -202,6 +204,55 @@ async fn open(store: Arc<dyn ObjectStore>, file: &KeyFile, column: &str) -> Delt
     match leaf {
         Some(leaf) => Ok((builder, leaf)),
         None => Err(DeltaTableError::Generic(format!("file {} has no column {column}", file.path))),
+    }
+}
+
+/// The keys a lookup wants, each with a value of the caller's (such as a
+/// row number) and its filter hash, computed once for all the files probed.
+pub(crate) struct Keys<'a> {
+    values: HashMap<&'a str, usize>,
+    hashes: Vec<u64>,
+}
+
+impl<'a> Keys<'a> {
+    /// `values` (key → the caller's value) with their hashes.
+    pub(crate) fn new(values: HashMap<&'a str, usize>) -> Self {
+        let hashes = values.keys().map(|key| XxHash64::oneshot(0, key.as_bytes())).collect();
+        Self { values, hashes }
+    }
+}
+
+/// One row group's split-block bloom filter, as the Parquet format defines
+/// it (xxHash64 with seed 0, 256-bit blocks of eight 32-bit words), probed
+/// with hashes computed once per key: parquet's own `Sbbf` hashes the key
+/// again for every filter it is checked against.
+struct KeyFilter {
+    blocks: Vec<[u32; 8]>,
+}
+
+/// The Parquet format's salts of the split-block filter's eight words.
+const SALT: [u32; 8] = [0x47b6137b, 0x44974d91, 0x8824ad5b, 0xa2b7289d, 0x705495c7, 0x2df1424b, 0x9efc4947, 0x5c6bfb31];
+
+impl KeyFilter {
+    fn of(filter: &Sbbf) -> DeltaResult<Self> {
+        let mut bitset = Vec::with_capacity(filter.num_blocks() * 32);
+        filter.write_bitset(&mut bitset)?;
+        let words: Vec<u32> =
+            bitset.chunks_exact(4).map(|word| u32::from_le_bytes([word[0], word[1], word[2], word[3]])).collect();
+        let blocks = words.chunks_exact(8).map(|block| std::array::from_fn(|i| block[i])).collect();
+        Ok(Self { blocks })
+    }
+
+    /// Whether the key of `hash` may be in the row group (never `false`
+    /// for one that is).
+    fn may_hold(&self, hash: u64) -> bool {
+        let block = &self.blocks[(((hash >> 32) * self.blocks.len() as u64) >> 32) as usize];
+        let key = hash as u32;
+        (0..8).all(|word| block[word] & (1 << (key.wrapping_mul(SALT[word]) >> 27)) != 0)
+    }
+
+    fn bytes(&self) -> usize {
+        self.blocks.len() * 32
     }
 }
 
@@ -288,7 +339,7 @@ mod tests {
         keys: &[&str],
         cache: &FilterCache,
     ) -> DeltaResult<(Vec<usize>, usize)> {
-        let keys: HashMap<&str, usize> = keys.iter().enumerate().map(|(value, key)| (*key, value)).collect();
+        let keys = Keys::new(keys.iter().enumerate().map(|(value, key)| (*key, value)).collect());
         let mut found = find_keys(store.clone(), file, "id", &keys, cache).await?;
         found.found.sort_unstable();
         Ok((found.found, found.row_groups_read))
@@ -303,6 +354,23 @@ mod tests {
         let wanted = ["absent", "key-1500", "key-10000", "key-9999"];
         assert_eq!(found(&store, &file, &wanted, &cache).await.unwrap(), (vec![1, 3], 2));
         assert_eq!(found(&store, &file, &["absent", "key-x", "key-10000"], &cache).await.unwrap(), (vec![], 0));
+    }
+
+    #[test]
+    fn key_filters_answer_as_parquets_own() {
+        let mut filter = Sbbf::new_with_ndv_fpp(10_000, KEY_FPP).unwrap();
+        for n in 0..10_000 {
+            filter.insert(format!("key-{n}").as_str());
+        }
+        let ours = KeyFilter::of(&filter).unwrap();
+        let mut positives = 0;
+        for n in 0..200_000 {
+            let key = format!("key-{n}");
+            let hash = Keys::new(HashMap::from([(key.as_str(), 0)])).hashes[0];
+            assert_eq!(ours.may_hold(hash), filter.check(key.as_str()), "{key}");
+            positives += usize::from(ours.may_hold(hash));
+        }
+        assert!((10_000..10_010).contains(&positives), "every key held, about no other: {positives}");
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ use sessionlake_model::time::date_of_day;
 use crate::commit_retry::back_off_after_conflict;
 use crate::error::{LakeError, Result};
 use crate::expr::dates_predicate;
-use crate::keys::{FilterCache, KeyFile, find_keys, with_key_filter};
+use crate::keys::{FilterCache, KeyFile, Keys, find_keys, with_key_filter};
 use crate::schema::RAW;
 use crate::txn;
 
@@ -231,7 +231,9 @@ async fn known_rows(
             rows_by_day.entry(day).or_default().insert(id, row);
         }
     }
-    let no_rows = HashMap::new();
+    let rows_by_day: HashMap<i32, Keys<'_>> =
+        rows_by_day.into_iter().map(|(day, rows)| (day, Keys::new(rows))).collect();
+    let no_rows = Keys::new(HashMap::new());
     let mut lookups = futures::stream::iter(files)
         .map(|(day, file)| {
             let rows = rows_by_day.get(&day).unwrap_or(&no_rows);

@@ -67,7 +67,7 @@ use sessionlake_model::time::{date_of_day, day_of_date};
 use super::aggregate::{GoldRow, SessionBatch, SessionUpdate, gold_rows};
 use super::index::SessionIndex;
 use crate::expr::dates_predicate;
-use crate::keys::{FilterCache, KeyFile, may_hold_keys, with_key_filter};
+use crate::keys::{FilterCache, KeyFile, Keys, may_hold_keys, with_key_filter};
 use crate::schema::SESSIONS;
 use crate::txn;
 
@@ -154,7 +154,7 @@ pub(crate) async fn upsert(
         stored_sessions += wanted.len();
         let mut files = files_by_day.remove(day).unwrap_or_default();
         files.retain(|file| file.stats.may_hold(wanted));
-        let keys: HashMap<&str, usize> = wanted.iter().enumerate().map(|(n, id)| (*id, n)).collect();
+        let keys = Keys::new(wanted.iter().enumerate().map(|(n, id)| (*id, n)).collect());
         let mut probes = futures::stream::iter(files)
             .map(|file| {
                 let (store, keys) = (store.clone(), &keys);
