@@ -101,7 +101,8 @@ pub(crate) struct Upserted {
 }
 
 /// Upserts `batch` into `gold`, whose sessions `index` locates (as of
-/// `gold`'s version) and whose files' id filters `filters` keeps, recording `raw_version` (if any) in the same commit.
+/// `gold`'s version) and whose files' id filters `filters` keeps,
+/// recording `raw_version` (if any) in the same commit.
 pub(crate) async fn upsert(
     gold: &DeltaTable,
     batch: &SessionBatch,
