@@ -155,7 +155,7 @@ pub(crate) async fn upsert(
         stored_sessions += wanted.len();
         let mut files = files_by_day.remove(day).unwrap_or_default();
         files.retain(|file| file.stats.may_hold(wanted));
-        let keys = Keys::new(wanted.iter().enumerate().map(|(n, id)| (*id, n)).collect());
+        let keys = Keys::new(wanted.iter().enumerate().map(|(n, id)| (*id, n)));
         let mut probes = futures::stream::iter(files)
             .map(|file| {
                 let (store, keys) = (store.clone(), &keys);
