@@ -28,7 +28,8 @@ pub(super) struct Protected {
 
 /// The files a reader at `from` may still read: for the change feed of
 /// versions `from..=latest`, every file added or removed with
-/// `dataChange = true` by one of those commits (whatever version later
+/// `dataChange = true` by one of those commits and every change-data
+/// (`cdc`) file they wrote (whatever version later
 /// removes it); for the snapshots of versions `from..`, every file removed
 /// after `from` (by a compaction too). A compaction committed at `from`
 /// itself removes files no reader at `from` needs: a reader caught up at
@@ -56,9 +57,11 @@ pub(super) async fn read_protected(table: &DeltaTable, spec: TableSpec, from: u6
                 table: spec.name,
                 message: format!("log entry {version} holds a line that is not JSON: {error}"),
             })?;
-            for kind in ["add", "remove"] {
+            for kind in ["add", "remove", "cdc"] {
                 let Some(file) = action.get(kind) else { continue };
-                let changes_data = file.get("dataChange").and_then(Value::as_bool) == Some(true);
+                // A commit's `cdc` files are its change feed (they carry
+                // `dataChange = false`, as the protocol asks).
+                let changes_data = kind == "cdc" || file.get("dataChange").and_then(Value::as_bool) == Some(true);
                 let removed_after_from = kind == "remove" && version > from;
                 if (changes_data || removed_after_from)
                     && let Some(path) = file.get("path").and_then(Value::as_str)

@@ -145,6 +145,12 @@ pub struct TableReport {
     /// Files the vacuum kept past the retention because a lagging reader's
     /// change feed reads them.
     pub files_kept_for_reader: u64,
+    /// Change-data files (`_change_data/`) deleted: written longer ago than
+    /// the retention and read by no protected reader's change feed (or
+    /// that would be).
+    pub change_files_removed: u64,
+    /// Their bytes.
+    pub change_bytes_freed: u64,
     /// The latest checkpoint after this pass.
     pub checkpoint_version: Option<i64>,
     /// Log entries (commits and checkpoints) removed (or that would be).
@@ -265,6 +271,8 @@ impl Maintain {
         report.files_removed = vacuumed.files_removed;
         report.bytes_freed = vacuumed.bytes_freed;
         report.files_kept_for_reader = vacuumed.files_kept_for_reader;
+        report.change_files_removed = vacuumed.change_files_removed;
+        report.change_bytes_freed = vacuumed.change_bytes_freed;
 
         let table = reopen(&self.lake, spec).await?;
         let log = history::checkpoint_and_clean(&table, spec, kept_from, settings).await?;

@@ -1,6 +1,11 @@
 //! Deleting data files the latest snapshot no longer references (VACUUM,
 //! lite mode: the files of `remove` actions), once removed longer ago than
 //! the retention — except those a lagging reader's change feed still reads.
+//! Change-data files (`_change_data/`, gold's change feed) are never in a
+//! snapshot, so no tombstone names them and delta-rs's lite vacuum keeps
+//! them forever; they go here once written longer ago than the retention,
+//! unless a lagging reader's feed reads them (as Delta's own VACUUM deletes
+//! change data past the retention).
 //!
 //! delta-rs's vacuum decides by one instant: a tombstone older than it
 //! goes. The instant is the retention's, moved back to just before the
@@ -28,6 +33,8 @@ pub(super) struct Vacuumed {
     pub(super) files_removed: u64,
     pub(super) bytes_freed: u64,
     pub(super) files_kept_for_reader: u64,
+    pub(super) change_files_removed: u64,
+    pub(super) change_bytes_freed: u64,
 }
 
 /// The vacuum's clock, fixed at the instant the plan was made: its cutoff
@@ -94,6 +101,12 @@ pub(super) async fn vacuum(
     let expired = still_there(store.as_ref(), expired).await?;
     outcome.files_kept_for_reader =
         still_there(store.as_ref(), kept_for_reader.into_iter().map(|path| (path, 0)).collect()).await?.len() as u64;
+    let change_files = expired_change_files(store.as_ref(), protected, now_ms.saturating_sub(retention_ms)).await?;
+    outcome.change_files_removed = change_files.len() as u64;
+    outcome.change_bytes_freed = change_files.iter().map(|(_, size)| size).sum();
+    if !settings.dry_run {
+        delete_all(store.as_ref(), change_files).await?;
+    }
     let sizes: HashMap<String, u64> = expired.into_iter().map(|(path, size)| (path.to_string(), size)).collect();
     if sizes.is_empty() {
         return Ok(outcome);
@@ -136,7 +149,41 @@ async fn still_there(store: &dyn ObjectStore, files: Vec<(Path, u64)>) -> Result
     Ok(found.into_iter().flatten().collect())
 }
 
-/// Existence checks in flight at once.
+/// The change-data files (under `_change_data/`) last written before
+/// `cutoff_ms` that no protected reader's feed reads, with their sizes.
+async fn expired_change_files(
+    store: &dyn ObjectStore,
+    protected: &HashSet<String>,
+    cutoff_ms: i64,
+) -> Result<Vec<(Path, u64)>> {
+    let prefix = Path::from(CHANGE_DATA_DIR);
+    let listed: Vec<object_store::ObjectMeta> =
+        store.list(Some(&prefix)).try_collect().await.map_err(LakeError::store("listing", &prefix))?;
+    Ok(listed
+        .into_iter()
+        .filter(|meta| meta.last_modified.timestamp_millis() < cutoff_ms && !protected.contains(meta.location.as_ref()))
+        .map(|meta| (meta.location, meta.size))
+        .collect())
+}
+
+/// Deletes `files` (a few at a time); one already gone is not an error.
+async fn delete_all(store: &dyn ObjectStore, files: Vec<(Path, u64)>) -> Result<()> {
+    futures::stream::iter(files)
+        .map(|(path, _)| async move {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(error) => Err(LakeError::store("deleting", &path)(error)),
+            }
+        })
+        .buffer_unordered(HEADS_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+/// Where Delta writes a table's change-data files.
+const CHANGE_DATA_DIR: &str = "_change_data";
+
+/// Existence checks (and deletions) in flight at once.
 const HEADS_AT_ONCE: usize = 16;
 
 /// A log path (URL-encoded) as the object store names it, as delta-rs's

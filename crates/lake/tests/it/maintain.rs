@@ -146,6 +146,43 @@ async fn versions(lake: &Lake) -> Vec<Option<u64>> {
     versions
 }
 
+/// The change-data files on disk under a local table's `_change_data/`,
+/// as the log names them.
+fn change_files(lake: &Lake, spec: TableSpec) -> BTreeSet<String> {
+    let root = lake.table_dir(&spec);
+    let mut found = BTreeSet::new();
+    let mut dirs = vec![root.join("_change_data")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.insert(path.strip_prefix(&root).unwrap().to_str().unwrap().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// The change-data files that the commits `from..` of a local table wrote
+/// (what a change feed from `from` reads).
+fn change_files_written_from(lake: &Lake, spec: TableSpec, from: u64) -> BTreeSet<String> {
+    let log = lake.table_dir(&spec).join("_delta_log");
+    let mut written = BTreeSet::new();
+    for version in commits_in_log(lake, spec).into_iter().filter(|&version| version >= from) {
+        let commit = std::fs::read_to_string(log.join(format!("{version:020}.json"))).unwrap();
+        for line in commit.lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(path) = action.pointer("/cdc/path").and_then(serde_json::Value::as_str) {
+                written.insert(path.to_string());
+            }
+        }
+    }
+    written
+}
+
 fn checkpoint_exists(lake: &Lake, spec: TableSpec, version: i64) -> bool {
     lake.table_dir(&spec).join("_delta_log").join(format!("{version:020}.checkpoint.parquet")).is_file()
 }
@@ -176,6 +213,7 @@ async fn maintain_compacts_every_table_and_keeps_rows_and_kept_history() {
 
     // A dry run reports and changes nothing.
     let versions_before = versions(&lake).await;
+    let change_files_before = change_files(&lake, SESSIONS);
     let dry = maintain(
         &lake,
         MaintainSettings { dry_run: true, ..immediate(true) },
@@ -185,6 +223,7 @@ async fn maintain_compacts_every_table_and_keeps_rows_and_kept_history() {
     assert!(dry.tables.values().all(|table| table.files_compacted > 0 && table.compaction == "would compact"));
     let versions_after_dry = versions(&lake).await;
     assert_eq!(versions_after_dry, versions_before, "a dry run commits nothing");
+    assert_eq!(change_files(&lake, SESSIONS), change_files_before, "a dry run deletes nothing");
 
     let report = maintain(&lake, immediate(true), ReaderPosition::Applied(Some(serve_applied as i64))).await;
 
@@ -229,8 +268,14 @@ async fn maintain_compacts_every_table_and_keeps_rows_and_kept_history() {
     assert!(count_as_of(&lake, RAW, 0).await.is_err());
 
     // Gold: serve still needs versions after `serve_applied`. Their log
-    // entries and files are kept, so each reads as before maintenance.
+    // entries and files are kept, so each reads as before maintenance; of
+    // the change-data files, exactly those of its versions are.
     let gold = &report.tables[SESSIONS.name];
+    let serve_reads = change_files_written_from(&lake, SESSIONS, serve_applied + 1);
+    assert!(!serve_reads.is_empty(), "serve's versions wrote change data");
+    assert_eq!(change_files(&lake, SESSIONS), serve_reads);
+    assert_eq!(gold.change_files_removed as usize, change_files_before.len() - serve_reads.len());
+    assert!(gold.change_files_removed > 0 && gold.change_bytes_freed > 0, "{gold:#?}");
     assert_eq!(gold.reader.as_deref(), Some("serve"));
     assert_eq!(gold.kept_for_reader_from, Some(serve_applied as i64 + 1));
     assert!(gold.files_kept_for_reader > 0, "the compacted-away files serve's versions read are kept");
@@ -246,6 +291,8 @@ async fn maintain_compacts_every_table_and_keeps_rows_and_kept_history() {
     let gold = &again.tables[SESSIONS.name];
     assert_eq!(gold.files_kept_for_reader, 0);
     assert_eq!(gold.files_removed, report.tables[SESSIONS.name].files_kept_for_reader, "{report:#?}\n{again:#?}");
+    assert_eq!(gold.change_files_removed as usize, serve_reads.len());
+    assert_eq!(change_files(&lake, SESSIONS), BTreeSet::new(), "no reader needs any change data");
     assert_eq!(commits_in_log(&lake, SESSIONS).first(), Some(&(report.tables[SESSIONS.name].version_after as u64 + 1)));
     assert_eq!(content(&lake).await, before);
 }
