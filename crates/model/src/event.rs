@@ -1,8 +1,12 @@
 //! A valid event, in a compact form (ids as 128-bit numbers, time as
 //! microseconds) so that a micro-batch of millions fits in little memory.
 
-use crate::ids::{format_player_id, format_session_id};
-use crate::time::{day_of_micros, format_ts_micros};
+use crate::ids::{format_player_id, format_session_id, push_player_id, push_session_id};
+use crate::time::{day_of_micros, push_ts_micros};
+
+/// Bytes of the longest [`Event::unique_id_row`]: `start`, a session id,
+/// a timestamp, a player id and a country, with their four dashes.
+pub const UNIQUE_ID_ROW_CAPACITY: usize = 5 + 36 + 26 + 32 + 2 + 4;
 
 /// The two kinds of event that describe a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,18 +56,24 @@ impl Event {
     /// Equal for exact repeats only, so the raw table holds one row per
     /// distinct event whatever order or batches the repeats arrive in.
     pub fn unique_id_row(&self) -> String {
-        let mut id = format!(
-            "{}-{}-{}-{}",
-            self.kind.as_str(),
-            self.session_id_text(),
-            format_ts_micros(self.ts_micros),
-            self.player_id_text()
-        );
-        if let Some(country) = self.country_text() {
-            id.push('-');
-            id.push_str(country);
-        }
+        let mut id = String::with_capacity(UNIQUE_ID_ROW_CAPACITY);
+        self.push_unique_id_row(&mut id);
         id
+    }
+
+    /// Appends [`Event::unique_id_row`] to `out`, without allocating.
+    pub fn push_unique_id_row(&self, out: &mut String) {
+        out.push_str(self.kind.as_str());
+        out.push('-');
+        push_session_id(out, self.session_id);
+        out.push('-');
+        push_ts_micros(out, self.ts_micros);
+        out.push('-');
+        push_player_id(out, self.player_id);
+        if let Some(country) = self.country_text() {
+            out.push('-');
+            out.push_str(country);
+        }
     }
 
     /// Canonical session id text.

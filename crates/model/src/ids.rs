@@ -40,18 +40,60 @@ pub fn parse_player_id(text: &str) -> Option<u128> {
 
 /// Canonical session id text: lowercase UUID with dashes.
 pub fn format_session_id(value: u128) -> String {
-    let hex = format!("{value:032x}");
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    let mut text = String::with_capacity(36);
+    push_session_id(&mut text, value);
+    text
 }
 
 /// Canonical player id text: 32 lowercase hex characters.
 pub fn format_player_id(value: u128) -> String {
-    format!("{value:032x}")
+    let mut text = String::with_capacity(32);
+    push_player_id(&mut text, value);
+    text
+}
+
+/// Appends [`format_session_id`]'s text to `out`, without allocating: the
+/// raw stage writes two ids per event.
+pub fn push_session_id(out: &mut String, value: u128) {
+    for nibble in 0..32 {
+        if matches!(nibble, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        out.push(hex_digit(value, nibble));
+    }
+}
+
+/// Appends [`format_player_id`]'s text to `out`, without allocating.
+pub fn push_player_id(out: &mut String, value: u128) {
+    for nibble in 0..32 {
+        out.push(hex_digit(value, nibble));
+    }
+}
+
+/// The `nibble`-th hex digit of `value` from the most significant (0..32).
+fn hex_digit(value: u128, nibble: u32) -> char {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    char::from(DIGITS[((value >> (124 - 4 * nibble)) & 0xf) as usize])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_format_as_lowercase_hex_of_fixed_width() {
+        let mut value: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        for _ in 0..10_000 {
+            let hex = format!("{value:032x}");
+            let dashed = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+            assert_eq!(format_player_id(value), hex);
+            assert_eq!(format_session_id(value), dashed);
+            assert_eq!(parse_session_id(&dashed), Some(value));
+            value = value.wrapping_mul(0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15).wrapping_add(0x9e37);
+        }
+        assert_eq!(format_player_id(0), "0".repeat(32));
+        assert_eq!(format_session_id(u128::MAX), "ffffffff-ffff-ffff-ffff-ffffffffffff");
+    }
 
     #[test]
     fn session_id_round_trips_and_lowercases() {

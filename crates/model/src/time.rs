@@ -1,7 +1,7 @@
 //! Event timestamps: the file's ISO-8601 format, as microseconds since the
 //! Unix epoch (UTC), and the day number that Delta stores for a `date`.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -77,8 +77,42 @@ pub fn day_of_date(date: NaiveDate) -> i32 {
 
 /// Formats microseconds as the file's format (`2016-12-02T12:48:05.520022`).
 pub fn format_ts_micros(micros: i64) -> String {
+    let mut text = String::with_capacity(26);
+    push_ts_micros(&mut text, micros);
+    text
+}
+
+/// Appends [`format_ts_micros`]'s text to `out`, with the digits written
+/// directly rather than through a strftime pattern parsed per call (the raw
+/// stage formats one per event).
+pub fn push_ts_micros(out: &mut String, micros: i64) {
     let datetime: NaiveDateTime = DateTime::from_timestamp_micros(micros).expect("ts in range").naive_utc();
-    datetime.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+    if !(0..=9999).contains(&datetime.year()) {
+        // Outside what the file format writes (parsing refuses it); chrono
+        // signs such years.
+        out.push_str(&datetime.format("%Y-%m-%dT%H:%M:%S%.6f").to_string());
+        return;
+    }
+    let fields = [
+        (datetime.year() as u32, 4, '-'),
+        (datetime.month(), 2, '-'),
+        (datetime.day(), 2, 'T'),
+        (datetime.hour(), 2, ':'),
+        (datetime.minute(), 2, ':'),
+        (datetime.second(), 2, '.'),
+    ];
+    for (value, width, separator) in fields {
+        push_digits(out, value, width);
+        out.push(separator);
+    }
+    push_digits(out, micros.rem_euclid(1_000_000) as u32, 6);
+}
+
+/// Appends `value`'s last `width` decimal digits, zero-padded.
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        out.push(char::from(b'0' + (value / 10u32.pow(place) % 10) as u8));
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +124,28 @@ mod tests {
         let micros = parse_ts_micros("2016-12-02T12:48:05.520022").unwrap();
         assert_eq!(format_ts_micros(micros), "2016-12-02T12:48:05.520022");
         assert_eq!(date_of_day(day_of_micros(micros)).to_string(), "2016-12-02");
+    }
+
+    #[test]
+    fn formats_as_chrono_does_across_the_years_the_format_writes() {
+        let chrono = |micros: i64| {
+            DateTime::from_timestamp_micros(micros).unwrap().naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+        };
+        let first = parse_ts_micros("0000-01-01T00:00:00").unwrap();
+        let last = parse_ts_micros("9999-12-31T23:59:59.999999").unwrap();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..100_000u64 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let micros = match step {
+                0 => first,
+                1 => last,
+                2 => 0,
+                3 => -1,
+                _ => first + (state % (last - first + 1) as u64) as i64,
+            };
+            assert_eq!(format_ts_micros(micros), chrono(micros), "{micros}");
+        }
+        assert_eq!(format_ts_micros(-1), "1969-12-31T23:59:59.999999");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use deltalake::arrow::array::{
     TimestampMicrosecondArray,
 };
 use sessionlake_model::Event;
-use sessionlake_model::ids::{format_player_id, format_session_id};
+use sessionlake_model::event::UNIQUE_ID_ROW_CAPACITY;
+use sessionlake_model::ids::{push_player_id, push_session_id};
 
 use super::read::RejectedLine;
 use crate::error::Result;
@@ -23,16 +24,28 @@ pub fn raw_batch(events: &[Event], now: DateTime<Utc>) -> Result<RecordBatch> {
     let now_micros = now.timestamp_micros();
     let count = events.len();
     let mut country = StringBuilder::with_capacity(count, count * 2);
-    let mut unique_id = StringBuilder::with_capacity(count, count * 42);
+    let mut player_id = StringBuilder::with_capacity(count, count * 32);
+    let mut session_id = StringBuilder::with_capacity(count, count * 36);
+    let mut unique_id = StringBuilder::with_capacity(count, count * UNIQUE_ID_ROW_CAPACITY);
+    // One scratch text for every id: no allocation per event.
+    let mut text = String::with_capacity(UNIQUE_ID_ROW_CAPACITY);
     for event in events {
         country.append_option(event.country_text());
-        unique_id.append_value(event.unique_id_row());
+        text.clear();
+        push_player_id(&mut text, event.player_id);
+        player_id.append_value(&text);
+        text.clear();
+        push_session_id(&mut text, event.session_id);
+        session_id.append_value(&text);
+        text.clear();
+        event.push_unique_id_row(&mut text);
+        unique_id.append_value(&text);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(country.finish()),
         Arc::new(StringArray::from_iter_values(events.iter().map(|event| event.kind.as_str()))),
-        Arc::new(StringArray::from_iter_values(events.iter().map(|event| format_player_id(event.player_id)))),
-        Arc::new(StringArray::from_iter_values(events.iter().map(|event| format_session_id(event.session_id)))),
+        Arc::new(player_id.finish()),
+        Arc::new(session_id.finish()),
         timestamps(events.iter().map(|event| event.ts_micros)),
         timestamps(std::iter::repeat_n(now_micros, count)),
         timestamps(std::iter::repeat_n(now_micros, count)),
