@@ -88,7 +88,7 @@ pub struct ServeReport {
 
 /// A connected serve stage, ready to run passes.
 #[derive(Debug)]
-pub struct Server {
+pub struct ConnectedServeStage {
     stage: ServeStage,
     writer: Writer,
     progress: ProgressStore,
@@ -97,18 +97,18 @@ pub struct Server {
 impl ServeStage {
     /// Connects (waiting for Cassandra with backoff), creates the serving
     /// schema if missing, and prepares the statements.
-    pub async fn connect(self) -> Result<Server> {
+    pub async fn connect(self) -> Result<ConnectedServeStage> {
         let patience = self.writes.patience;
         let session: Arc<Session> = self.cassandra.connect_with_retry(patience).await?;
         retry_transient(patience, || schema::init(&session, &self.cassandra)).await?;
         let writer =
             retry_transient(patience, || Writer::prepare(session.clone(), &self.cassandra, self.writes)).await?;
         let progress = retry_transient(patience, || ProgressStore::prepare(session.clone(), &self.cassandra)).await?;
-        Ok(Server { stage: self, writer, progress })
+        Ok(ConnectedServeStage { stage: self, writer, progress })
     }
 }
 
-impl Server {
+impl ConnectedServeStage {
     /// Applies every gold version newer than the last one applied, then stops.
     pub async fn run(&self) -> Result<ServeReport> {
         let started = Instant::now();
