@@ -23,7 +23,7 @@ use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 use tracing::warn;
 
 use crate::rows::{CompletedKey, CompletedRow, StaleRows, StartedKey, StartedRow};
-use sessionlake_cassandra::retry::Backoff;
+use sessionlake_cassandra::retry::unavailable_delays;
 use sessionlake_cassandra::{CassandraConfig, CassandraError, Result};
 
 /// How writes are issued.
@@ -153,7 +153,7 @@ impl Writer {
                 .collect();
 
         let mut outcome = WriteOutcome::default();
-        let mut backoff = Backoff::default();
+        let mut delays = unavailable_delays();
         let mut last_success = Instant::now();
         while !pending.is_empty() {
             let results: Vec<(Chunk<'_>, Option<Result<()>>)> = stream::iter(pending)
@@ -170,7 +170,7 @@ impl Writer {
                         outcome.requests += 1;
                         bar.inc(chunk.rows());
                         last_success = Instant::now();
-                        backoff.reset();
+                        delays = unavailable_delays();
                     }
                     Some(Err(error)) if error.is_transient() => {
                         pending.push(chunk);
@@ -183,7 +183,7 @@ impl Writer {
                 return Ok(outcome);
             }
             if let Some(error) = last_error {
-                let delay = backoff.next_delay();
+                let delay = delays.next().expect("UNAVAILABLE retries without end");
                 if self.settings.patience.is_some_and(|limit| last_success.elapsed() + delay > limit) {
                     return Err(error);
                 }
