@@ -41,8 +41,11 @@ check-prereqs-test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --features crash-points -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+# The tests run with the test hooks (`--features crash-points`: crash points,
+# stop-after budgets), which a release build leaves out.
 # Starts the project's Cassandra for the tests (fetched from Maven Central on
 # first use) and stops it afterwards, unless it was already running. The S3
 # server the S3 tests start themselves is built first (once per machine:
@@ -50,13 +53,13 @@ lint:
 # tests: its module downloads and its niced compiles fill the Rust build's
 # idle time on a fresh machine.
 unit:
-	scripts/s3 build & s3_build=$$!; cargo test --workspace --no-run --quiet && wait $$s3_build
-	scripts/cassandra run cargo test --workspace
+	scripts/s3 build & s3_build=$$!; cargo test --workspace --features crash-points --no-run --quiet && wait $$s3_build
+	scripts/cassandra run cargo test --workspace --features crash-points
 	scripts/torture-report
 
 ## soak: the torture suite at length, for people (TORTURE_KILLS=200 kills; TORTURE_SEED=n replays a run)
 soak:
-	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --test torture -- --nocapture
+	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --features crash-points --test torture -- --nocapture
 	scripts/torture-report
 
 ## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 or SCALE=30 for 10x or 30x)

@@ -17,6 +17,7 @@ use sessionlake_lake::landing::{Ingest, Source};
 use sessionlake_lake::raw::{ChunkLimits, RawStage};
 use sessionlake_lake::sessions::{SessionsReport, SessionsStage};
 use sessionlake_model::Clock;
+use sessionlake_model::crash::StopAfter;
 use sessionlake_serving::serve::{ServeReport, ServeStage, WriteSettings};
 
 use crate::config::{
@@ -221,7 +222,7 @@ fn sessions_stage(
     global: &GlobalArgs,
     batching: &SessionsBatching,
     show: bool,
-    max_batches: Option<u64>,
+    max_batches: StopAfter,
 ) -> SessionsStage {
     SessionsStage {
         lake: global.lake.clone(),
@@ -244,7 +245,11 @@ fn show_sessions(global: &GlobalArgs) -> impl FnMut(&SessionsReport) -> bool {
 
 /// `sessionlake sessions`.
 pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
-    let stage = sessions_stage(global, &args.batching, show_progress(global) && !args.follow, args.max_batches);
+    #[cfg(feature = "crash-points")]
+    let max_batches = StopAfter::from_option(args.max_batches);
+    #[cfg(not(feature = "crash-points"))]
+    let max_batches = StopAfter::NEVER;
+    let stage = sessions_stage(global, &args.batching, show_progress(global) && !args.follow, max_batches);
     if args.follow {
         let pass = || async { stage.run().await.context(SESSIONS_CONTEXT) };
         follow(poll_interval(args.poll_seconds), shutdown_signal(), pass, show_sessions(global)).await;
@@ -306,7 +311,7 @@ fn serve_stage(
     cassandra: &CassandraArgs,
     writes: &ServeWrites,
     follow: bool,
-    stop_after_requests: Option<u64>,
+    stop_after_requests: StopAfter,
 ) -> ServeStage {
     ServeStage {
         lake: global.lake.clone(),
@@ -336,7 +341,11 @@ fn show_serve(global: &GlobalArgs) -> impl FnMut(&ServeReport) -> bool {
 
 /// `sessionlake serve`.
 pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
-    let stage = serve_stage(global, &args.cassandra, &args.writes, args.follow, args.stop_after_requests);
+    #[cfg(feature = "crash-points")]
+    let stop_after_requests = StopAfter::from_option(args.stop_after_requests);
+    #[cfg(not(feature = "crash-points"))]
+    let stop_after_requests = StopAfter::NEVER;
+    let stage = serve_stage(global, &args.cassandra, &args.writes, args.follow, stop_after_requests);
     let mut interrupted = std::pin::pin!(shutdown_signal());
     let server = tokio::select! {
         server = stage.connect() => server.context("while connecting to Cassandra")?,

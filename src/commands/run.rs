@@ -14,6 +14,7 @@ use sessionlake_lake::query;
 use sessionlake_lake::raw::RawReport;
 use sessionlake_lake::sessions::SessionsReport;
 use sessionlake_lake::{Lake, progress};
+use sessionlake_model::crash::StopAfter;
 use sessionlake_model::tables::{RAW_TABLE, REJECTED_TABLE, SESSIONS_TABLE, rejected};
 use sessionlake_serving::serve::ServeReport;
 
@@ -112,12 +113,12 @@ pub async fn pipeline(global: &GlobalArgs, args: &RunArgs) -> Result<RunSummary>
     bar.inc(1);
 
     bar.set_message("sessions: fold new raw versions into the gold table");
-    let sessions_stage = sessions_stage(global, &args.batching, show_progress(global), None);
+    let sessions_stage = sessions_stage(global, &args.batching, show_progress(global), StopAfter::NEVER);
     let sessions = sessions_stage.run().await.context(SESSIONS_CONTEXT)?;
     bar.inc(1);
 
     bar.set_message("serve: connect to Cassandra, create what is missing, write new gold versions");
-    let server = serve_stage(global, &args.cassandra, &args.writes, false, None)
+    let server = serve_stage(global, &args.cassandra, &args.writes, false, StopAfter::NEVER)
         .connect()
         .await
         .context("while connecting to Cassandra")?;

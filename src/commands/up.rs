@@ -10,6 +10,7 @@ use futures::FutureExt;
 use sessionlake_cassandra::read::SessionReader;
 use sessionlake_lake::{Lake, query};
 use sessionlake_model::Clock;
+use sessionlake_model::crash::StopAfter;
 use sessionlake_model::tables::SESSIONS_TABLE;
 use sessionlake_model::tables::sessions::{COUNTRY, END_TS, PLAYER_ID, START_TS};
 
@@ -45,10 +46,10 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs) -> Result<()> {
     // the API's own failure ends `up`.
     let stop = super::shutdown_signal().boxed().shared();
     let poll = poll_interval(args.poll_seconds);
-    let sessions = sessions_stage(global, &args.run.batching, false, None);
+    let sessions = sessions_stage(global, &args.run.batching, false, StopAfter::NEVER);
     let follow_sessions =
         follow(poll, stop.clone(), || async { sessions.run().await.context(SESSIONS_CONTEXT) }, show_sessions(global));
-    let server = serve_stage(global, &args.run.cassandra, &args.run.writes, true, None)
+    let server = serve_stage(global, &args.run.cassandra, &args.run.writes, true, StopAfter::NEVER)
         .connect()
         .await
         .context("while connecting to Cassandra")?;

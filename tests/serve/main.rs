@@ -113,6 +113,7 @@ async fn a_serve_killed_midway_and_rerun_ends_in_the_same_rows() {
     let small = ["--batch-rows", "2", "--concurrency", "4", "--max-versions-per-range", "1"];
 
     // A crash after some writes and before the progress is recorded.
+    require_crash_points();
     let mut args = small.to_vec();
     args.extend(["--stop-after-requests", "40"]);
     let cut = report(&mut lake.serve(&nodes, &keyspace, &args));

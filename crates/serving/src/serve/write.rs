@@ -18,7 +18,7 @@ use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, MaybeUnset};
-use sessionlake_model::crash;
+use sessionlake_model::crash::{self, StopAfter};
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 use tracing::warn;
 
@@ -35,8 +35,9 @@ pub struct WriteSettings {
     pub batch_rows: usize,
     /// How long to keep retrying while no request succeeds (`None`: forever).
     pub patience: Option<Duration>,
-    /// Stop after this many requests, as if the process died (crash tests).
-    pub stop_after_requests: Option<u64>,
+    /// Stop after this many requests, as if the process died (crash tests,
+    /// only with the `crash-points` feature).
+    pub stop_after_requests: StopAfter,
 }
 
 /// What a write pass did.
@@ -197,9 +198,7 @@ impl Writer {
 
     /// Sends one chunk; `None` when the crash-test budget is spent.
     async fn execute(&self, chunk: Chunk<'_>) -> Option<Result<()>> {
-        if let Some(limit) = self.settings.stop_after_requests
-            && self.requests_done.fetch_add(1, Ordering::SeqCst) >= limit
-        {
+        if self.settings.stop_after_requests.is_reached(self.requests_done.fetch_add(1, Ordering::SeqCst)) {
             return None;
         }
         let result = match chunk {
