@@ -19,7 +19,7 @@ use sessionlake_model::tables::{RAW_TABLE, REJECTED_TABLE, SESSIONS_TABLE, rejec
 use sessionlake_serving::serve::ServeReport;
 
 use super::quarantine::warn_quarantined;
-use super::{SERVE_CONTEXT, SESSIONS_CONTEXT, raw_stage, serve_stage, sessions_stage, show_progress};
+use super::stages::{SERVE_CONTEXT, SESSIONS_CONTEXT, raw_stage, serve_stage, sessions_stage, show_progress};
 use crate::config::{DEFAULT_SOURCE, GlobalArgs, RunArgs};
 use crate::report;
 
