@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use sessionlake_lake::Lake;
 use sessionlake_lake::landing::{Ingest, Manifest, Source};
 use sessionlake_lake::query;
 use sessionlake_lake::raw::RawReport;
 use sessionlake_lake::sessions::SessionsReport;
-use sessionlake_lake::{Lake, progress};
 use sessionlake_model::crash::StopAfter;
 use sessionlake_model::tables::{RAW_TABLE, REJECTED_TABLE, SESSIONS_TABLE, rejected};
 use sessionlake_serving::serve::ServeReport;
@@ -78,7 +78,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<()> {
 pub async fn pipeline(global: &GlobalArgs, args: &RunArgs) -> Result<RunSummary> {
     let started = Instant::now();
     let lake = global.lake.clone();
-    let bar = progress::stages_bar(5, show_progress(global));
+    let bar = crate::progress::stages_bar(5, show_progress(global));
 
     bar.set_message("landing");
     let landing_started = Instant::now();

@@ -16,11 +16,10 @@ mod write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use scylla::client::session::Session;
 use sessionlake_lake::Lake;
 use sessionlake_lake::LakeError;
-use sessionlake_lake::progress::steps_bar;
+use sessionlake_lake::progress::{Progress, steps_bar};
 use sessionlake_lake::rebuild::GoldSnapshot;
 use sessionlake_lake::sessions::{SessionChange, SessionFeed};
 use sessionlake_model::{Clock, crash};
@@ -170,7 +169,7 @@ impl ConnectedServeStage {
         &self,
         changes: Vec<SessionChange>,
         retention: &Retention,
-        bar: &ProgressBar,
+        bar: &Progress,
         report: &mut ServeReport,
     ) -> Result<bool> {
         let mut started_rows = Vec::with_capacity(changes.len());
@@ -214,7 +213,7 @@ impl ConnectedServeStage {
         &self,
         table_id: &str,
         retention: &Retention,
-        bar: &ProgressBar,
+        bar: &Progress,
         report: &mut ServeReport,
     ) -> Result<Option<i64>> {
         let Some(snapshot) = GoldSnapshot::open(&self.stage.lake).await? else { return Ok(None) };

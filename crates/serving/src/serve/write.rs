@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
-use indicatif::ProgressBar;
 use scylla::client::execution_profile::ExecutionProfileHandle;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, MaybeUnset};
+use sessionlake_lake::progress::Progress;
 use sessionlake_model::crash::{self, StopAfter};
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 use tracing::warn;
@@ -140,7 +140,7 @@ impl Writer {
         started: &mut [StartedRow],
         completed: &mut [CompletedRow],
         stale: &StaleRows,
-        bar: &ProgressBar,
+        bar: &Progress,
     ) -> Result<WriteOutcome> {
         started.sort_unstable_by(|a, b| (&a.country, a.start_day_ms).cmp(&(&b.country, b.start_day_ms)));
         completed.sort_unstable_by(|a, b| a.player_id.cmp(&b.player_id));
