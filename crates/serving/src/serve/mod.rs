@@ -10,9 +10,6 @@
 //! records the range as applied. A crash anywhere replays at most
 //! one range, and replaying writes the same rows again.
 
-mod progress;
-mod write;
-
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,8 +27,8 @@ use crate::rows::{Retention, StaleRows, rows_for, stale_rows};
 use sessionlake_cassandra::retry::retry_transient;
 use sessionlake_cassandra::{CassandraConfig, schema};
 
-pub use progress::ProgressStore;
-pub use write::{WriteOutcome, WriteSettings, Writer};
+pub use sessionlake_cassandra::serve_progress::ProgressStore;
+pub use sessionlake_cassandra::write::{WriteOutcome, WriteSettings, Writer};
 
 /// The serve stage's inputs.
 #[derive(Debug, Clone)]
@@ -188,7 +185,7 @@ impl ConnectedServeStage {
         drop(changes);
         let stale_count = (stale.started.len() + stale.completed.len()) as u64;
         bar.inc_length((started_rows.len() + completed_rows.len()) as u64 + stale_count);
-        let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &stale, bar).await?;
+        let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &stale, &|rows| bar.inc(rows)).await?;
         report.requests += outcome.requests;
         report.waits += outcome.waits;
         if outcome.interrupted {

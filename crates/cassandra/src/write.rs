@@ -17,14 +17,14 @@ use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, MaybeUnset};
-use sessionlake_lake::progress::Progress;
 use sessionlake_model::crash::{self, StopAfter};
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 use tracing::warn;
 
+use crate::config::CassandraConfig;
+use crate::error::{CassandraError, Result};
+use crate::retry::unavailable_delays;
 use crate::rows::{CompletedKey, CompletedRow, StaleRows, StartedKey, StartedRow};
-use sessionlake_cassandra::retry::unavailable_delays;
-use sessionlake_cassandra::{CassandraConfig, CassandraError, Result};
 
 /// How writes are issued.
 #[derive(Debug, Clone, Copy)]
@@ -134,13 +134,14 @@ impl Writer {
     }
 
     /// Writes all rows (sorting them by partition) and deletes the stale
-    /// ones, advancing `bar` by rows.
+    /// ones, telling `on_rows_done` how many rows each acknowledged request
+    /// carried (the caller's progress).
     pub async fn write(
         &self,
         started: &mut [StartedRow],
         completed: &mut [CompletedRow],
         stale: &StaleRows,
-        bar: &Progress,
+        on_rows_done: &(dyn Fn(u64) + Sync),
     ) -> Result<WriteOutcome> {
         started.sort_unstable_by(|a, b| (&a.country, a.start_day_ms).cmp(&(&b.country, b.start_day_ms)));
         completed.sort_unstable_by(|a, b| a.player_id.cmp(&b.player_id));
@@ -169,7 +170,7 @@ impl Writer {
                     None => outcome.interrupted = true,
                     Some(Ok(())) => {
                         outcome.requests += 1;
-                        bar.inc(chunk.rows());
+                        on_rows_done(chunk.rows());
                         last_success = Instant::now();
                         delays = unavailable_delays();
                     }
