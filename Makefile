@@ -12,7 +12,7 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit soak bench bench-scale bench-anomalies bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
+.PHONY: demo test lint unit unit-tests soak bench bench-scale bench-anomalies bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
@@ -54,12 +54,20 @@ lint:
 # idle time on a fresh machine.
 unit:
 	scripts/s3 build & s3_build=$$!; cargo test --workspace --features crash-points --no-run --quiet && wait $$s3_build
-	scripts/cassandra run cargo test --workspace --features crash-points
+	scripts/cassandra run $(MAKE) --no-print-directory unit-tests
 	scripts/torture-report
+
+# The crates' tests, then the binary's suites (tests/it) one after another,
+# as when each was a test binary of its own: the cluster's four JVMs and the
+# crash loops never share the two cores.
+SUITES := cli serve torture cluster
+unit-tests:
+	cargo test --workspace --features crash-points -- $(foreach suite,$(SUITES),--skip $(suite)::)
+	set -e; for suite in $(SUITES); do cargo test --workspace --features crash-points --test it -- $$suite::; done
 
 ## soak: the torture suite at length, for people (TORTURE_KILLS=200 kills; TORTURE_SEED=n replays a run)
 soak:
-	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --features crash-points --test torture -- --nocapture
+	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --workspace --features crash-points --test it -- torture:: --nocapture
 	scripts/torture-report
 
 ## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 or SCALE=30 for 10x or 30x)

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// The configuration type itself, to walk its clap command tree.
 #[allow(dead_code)]
-#[path = "../src/config.rs"]
+#[path = "../../src/config.rs"]
 mod config;
 
 /// The binary on `lake` with `--json`, not run yet.

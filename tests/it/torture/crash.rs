@@ -19,12 +19,12 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use sessionlake_model::crash;
 
-use crate::dataset::dataset;
-use crate::lakes::TestLake;
 use crate::report;
-use crate::snapshot::Snapshot;
 use crate::support::require_crash_points;
 use crate::support::{connect, drop_keyspace, nodes};
+use crate::torture::dataset::dataset;
+use crate::torture::lakes::TestLake;
+use crate::torture::snapshot::Snapshot;
 
 /// How a command is killed.
 #[derive(Debug, Clone)]

@@ -8,16 +8,13 @@
 mod api;
 /// `sessionlake run` and `sessionlake up`.
 mod run;
-/// Fixtures, shared with the torture and cluster tests (each uses a part).
-#[allow(dead_code)]
-mod support;
 
 use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use scylla::value::CqlTimestamp;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_writes_exactly_what_the_gold_table_and_the_truth_predict() {
