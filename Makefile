@@ -12,7 +12,7 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit soak bench bench-scale bench-anomalies bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
+.PHONY: demo test lint unit unit-tests soak bench bench-scale bench-anomalies bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
@@ -41,8 +41,11 @@ check-prereqs-test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --features crash-points -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+# The tests run with the test hooks (`--features crash-points`: crash points,
+# stop-after budgets), which a release build leaves out.
 # Starts the project's Cassandra for the tests (fetched from Maven Central on
 # first use) and stops it afterwards, unless it was already running. The S3
 # server the S3 tests start themselves is built first (once per machine:
@@ -50,13 +53,21 @@ lint:
 # tests: its module downloads and its niced compiles fill the Rust build's
 # idle time on a fresh machine.
 unit:
-	scripts/s3 build & s3_build=$$!; cargo test --workspace --no-run --quiet && wait $$s3_build
-	scripts/cassandra run cargo test --workspace
+	scripts/s3 build & s3_build=$$!; cargo test --workspace --features crash-points --no-run --quiet && wait $$s3_build
+	scripts/cassandra run $(MAKE) --no-print-directory unit-tests
 	scripts/torture-report
+
+# The crates' tests, then the binary's suites (tests/it) one after another,
+# as when each was a test binary of its own: the cluster's four JVMs and the
+# crash loops never share the two cores.
+SUITES := cli serve torture cluster
+unit-tests:
+	cargo test --workspace --features crash-points -- $(foreach suite,$(SUITES),--skip $(suite)::)
+	set -e; for suite in $(SUITES); do cargo test --workspace --features crash-points --test it -- $$suite::; done
 
 ## soak: the torture suite at length, for people (TORTURE_KILLS=200 kills; TORTURE_SEED=n replays a run)
 soak:
-	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --test torture -- --nocapture
+	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --workspace --features crash-points --test it -- torture:: --nocapture
 	scripts/torture-report
 
 ## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 or SCALE=30 for 10x or 30x)

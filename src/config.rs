@@ -188,6 +188,7 @@ pub struct SessionsArgs {
     #[command(flatten)]
     pub batching: SessionsBatching,
     /// Stop after this many micro-batches (for crash tests).
+    #[cfg(feature = "crash-points")]
     #[arg(long, hide = true, env = "SESSIONLAKE_MAX_BATCHES")]
     pub max_batches: Option<u64>,
 }
@@ -292,6 +293,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub writes: ServeWrites,
     /// Stop after this many CQL requests, without recording progress (crash tests).
+    #[cfg(feature = "crash-points")]
     #[arg(long, hide = true, env = "SESSIONLAKE_SERVE_STOP_AFTER_REQUESTS")]
     pub stop_after_requests: Option<u64>,
 }

@@ -12,6 +12,7 @@
 
 mod commands;
 mod config;
+mod progress;
 mod report;
 
 use std::io::{IsTerminal, Write};
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     quiet_caught_upload_abort_panics();
+    progress::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -48,7 +48,7 @@ pub async fn api(global: &GlobalArgs, args: &ApiArgs) -> Result<()> {
         "API listening on http://{addr} (docs: http://{addr}/docs); /ready says 200 once Cassandra is connected",
         addr = api.addr
     );
-    let stop = super::shutdown_signal().boxed().shared();
+    let stop = super::follow::shutdown_signal().boxed().shared();
     let summary = api.serve(stop).await;
     connector.abort();
     report::print(global, "api", &summary?);

@@ -9,16 +9,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use sessionlake_lake::Lake;
 use sessionlake_lake::landing::{Ingest, Manifest, Source};
 use sessionlake_lake::query;
 use sessionlake_lake::raw::RawReport;
 use sessionlake_lake::sessions::SessionsReport;
-use sessionlake_lake::{Lake, progress};
+use sessionlake_model::crash::StopAfter;
 use sessionlake_model::tables::{RAW_TABLE, REJECTED_TABLE, SESSIONS_TABLE, rejected};
 use sessionlake_serving::serve::ServeReport;
 
 use super::quarantine::warn_quarantined;
-use super::{SERVE_CONTEXT, SESSIONS_CONTEXT, raw_stage, serve_stage, sessions_stage, show_progress};
+use super::stages::{SERVE_CONTEXT, SESSIONS_CONTEXT, raw_stage, serve_stage, sessions_stage, show_progress};
 use crate::config::{DEFAULT_SOURCE, GlobalArgs, RunArgs};
 use crate::report;
 
@@ -77,7 +78,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<()> {
 pub async fn pipeline(global: &GlobalArgs, args: &RunArgs) -> Result<RunSummary> {
     let started = Instant::now();
     let lake = global.lake.clone();
-    let bar = progress::stages_bar(5, show_progress(global));
+    let bar = crate::progress::stages_bar(5, show_progress(global));
 
     bar.set_message("landing");
     let landing_started = Instant::now();
@@ -112,12 +113,12 @@ pub async fn pipeline(global: &GlobalArgs, args: &RunArgs) -> Result<RunSummary>
     bar.inc(1);
 
     bar.set_message("sessions: fold new raw versions into the gold table");
-    let sessions_stage = sessions_stage(global, &args.batching, show_progress(global), None);
+    let sessions_stage = sessions_stage(global, &args.batching, show_progress(global), StopAfter::NEVER);
     let sessions = sessions_stage.run().await.context(SESSIONS_CONTEXT)?;
     bar.inc(1);
 
     bar.set_message("serve: connect to Cassandra, create what is missing, write new gold versions");
-    let server = serve_stage(global, &args.cassandra, &args.writes, false, None)
+    let server = serve_stage(global, &args.cassandra, &args.writes, false, StopAfter::NEVER)
         .connect()
         .await
         .context("while connecting to Cassandra")?;

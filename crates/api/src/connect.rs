@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::Retryable;
 use sessionlake_cassandra::CassandraConfig;
 use sessionlake_cassandra::read::SessionReader;
-use sessionlake_cassandra::retry::Backoff;
+use sessionlake_cassandra::retry::UNAVAILABLE;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -18,24 +19,21 @@ use crate::state::AppState;
 /// installs the reader in `state`.
 pub fn connect_in_background(state: AppState, config: CassandraConfig, read_timeout: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = Backoff::default();
-        loop {
-            let attempt = async {
-                let session = config.connect().await?;
-                SessionReader::prepare(session, &config, read_timeout).await
-            };
-            match attempt.await {
-                Ok(reader) => {
-                    info!(nodes = %config.nodes_text(), keyspace = %config.keyspace, "Cassandra connected; API ready");
-                    state.set_store(Arc::new(reader));
-                    return;
-                }
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    warn!("Cassandra not ready for the API ({error}); retrying in {delay:.1?}");
-                    tokio::time::sleep(delay).await;
-                }
+        let attempt = || async {
+            let session = config.connect().await?;
+            SessionReader::prepare(session, &config, read_timeout).await
+        };
+        let connected = attempt
+            .retry(UNAVAILABLE)
+            .notify(|error, delay| warn!("Cassandra not ready for the API ({error}); retrying in {delay:.1?}"))
+            .await;
+        match connected {
+            Ok(reader) => {
+                info!(nodes = %config.nodes_text(), keyspace = %config.keyspace, "Cassandra connected; API ready");
+                state.set_store(Arc::new(reader));
             }
+            // UNAVAILABLE retries without end: this is never reached.
+            Err(error) => warn!("Cassandra never became ready for the API ({error})"),
         }
     })
 }

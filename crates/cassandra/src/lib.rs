@@ -1,6 +1,8 @@
-//! sessionlake's serving store, Apache Cassandra: how to reach it, its
-//! schema, and the API's reads. No Delta Lake here: the API depends on this
-//! crate, and the `serve` stage (in `sessionlake-serving`) writes through it.
+//! sessionlake's serving store, Apache Cassandra: every CQL statement and
+//! row type of the project — how to reach it, its schema, the serving rows,
+//! the writes and the `serve_progress` row of the serve stage, and the API's
+//! reads. No Delta Lake here: the API depends on this crate, and the `serve`
+//! stage (in `sessionlake-serving`) writes through it.
 //!
 //! ```text
 //!  serve (gold change feed) --upserts--> keyspace session_events
@@ -11,14 +13,19 @@
 //! ```
 //!
 //! [`config`] holds the connection settings, [`schema`] the tables,
-//! [`read`] the two API queries with paging, [`retry`] the backoff used to
-//! wait out an unavailable node.
+//! [`rows`] the serving rows and their keys, [`write`](mod@write) the inserts and
+//! deletes (single-partition batches, bounded concurrency), [`serve_progress`]
+//! the last gold version served, [`read`] the two API queries with paging,
+//! [`retry`] the backoff policy used to wait out an unavailable node.
 
 pub mod config;
 pub mod error;
 pub mod read;
 pub mod retry;
+pub mod rows;
 pub mod schema;
+pub mod serve_progress;
+pub mod write;
 
 pub use config::CassandraConfig;
 pub use error::{CassandraError, Result};

@@ -1,69 +1,46 @@
-//! Exponential backoff for waiting out an unavailable Cassandra.
+//! Waiting out an unavailable Cassandra: one named backoff policy (backon)
+//! for every caller (connecting, the schema, the serve writer, the API's
+//! background connection).
 
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use tracing::warn;
 
 use crate::error::Result;
 
-/// Delays doubling from `first` up to `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    first: Duration,
-    next: Duration,
-    max: Duration,
+/// While Cassandra is unavailable: 200 ms doubling up to 5 s, with no limit
+/// on the number of retries (the caller's patience, if any, bounds them).
+/// No jitter: each process has one writer and one reader connection that
+/// wait, so there is no herd to spread.
+pub const UNAVAILABLE: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(200))
+    .with_max_delay(Duration::from_secs(5))
+    .without_max_times();
+
+/// The delays of [`UNAVAILABLE`] for a loop that retries by itself (the serve
+/// writer retries a group of requests together): endless; take new ones
+/// after a success to start over from the first delay.
+pub fn unavailable_delays() -> impl Iterator<Item = Duration> + Send + Sync {
+    UNAVAILABLE.build()
 }
 
-impl Default for Backoff {
-    /// 200 ms, doubling up to 5 s.
-    fn default() -> Self {
-        Self::new(Duration::from_millis(200), Duration::from_secs(5))
-    }
-}
-
-impl Backoff {
-    /// Delays starting at `first`, never longer than `max`.
-    pub fn new(first: Duration, max: Duration) -> Self {
-        Self { first, next: first.min(max), max }
-    }
-
-    /// The delay to wait now; the following one is twice as long (capped).
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    /// Starts over after a success.
-    pub fn reset(&mut self) {
-        self.next = self.first.min(self.max);
-    }
-}
-
-/// Runs `operation` until it succeeds, waiting with backoff after each
+/// Runs `operation` until it succeeds, waiting [`UNAVAILABLE`] after each
 /// transient failure (logged with its reason), for at most `patience`
 /// (forever when `None`). A non-transient error is returned at once.
-pub async fn retry_transient<T, F, Fut>(patience: Option<Duration>, mut operation: F) -> Result<T>
+pub async fn retry_transient<T, F, Fut>(patience: Option<Duration>, operation: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
     let started = Instant::now();
-    let mut backoff = Backoff::default();
-    loop {
-        match operation().await {
-            Ok(value) => return Ok(value),
-            Err(error) if error.is_transient() => {
-                let delay = backoff.next_delay();
-                if patience.is_some_and(|limit| started.elapsed() + delay > limit) {
-                    return Err(error);
-                }
-                warn!("Cassandra unavailable ({error}); retrying in {delay:.1?}");
-                tokio::time::sleep(delay).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    let within_patience = move |delay: &Duration| patience.is_none_or(|limit| started.elapsed() + *delay <= limit);
+    operation
+        .retry(UNAVAILABLE)
+        .when(|error| error.is_transient())
+        .adjust(move |_, delay| delay.filter(within_patience))
+        .notify(|error, delay| warn!("Cassandra unavailable ({error}); retrying in {delay:.1?}"))
+        .await
 }
 
 #[cfg(test)]
@@ -71,11 +48,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn doubles_up_to_the_cap_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<u128> = (0..4).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
+    fn unavailable_doubles_up_to_the_cap_without_end() {
+        let delays: Vec<u128> = unavailable_delays().take(8).map(|delay| delay.as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert!(unavailable_delays().nth(10_000).is_some());
     }
 }

@@ -11,14 +11,20 @@
 //!  <path>.png
 //! ```
 //!
+//! [`api_examples`] finds two API requests that return data as of the
+//! service clock (what `sessionlake up` prints): the SQL about the gold
+//! table lives here, not in the binary.
+//!
 //! The answers equal the data generator's ground truth
 //! (`sessionlake_generator::Truth`) for a generated file; the tests hold
 //! them to it.
 
 mod chart;
 mod error;
+mod examples;
 mod questions;
 
 pub use chart::render_chart;
 pub use error::{InsightsError, Result};
+pub use examples::{ApiExamples, api_examples};
 pub use questions::{Insights, compute};

@@ -3,6 +3,9 @@
 //! delta-rs keeps its conflict checker apart from its operations). Used by
 //! the raw MERGEs, live ingest, compaction and the sessions stage.
 
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 use deltalake::DeltaTableError;
 use deltalake::kernel::transaction::TransactionError;
 use tracing::warn;
@@ -28,16 +31,24 @@ pub(crate) async fn back_off_after_conflict(
     Ok(())
 }
 
-/// How long to wait before the `retry`-th attempt after a lost commit race:
-/// a random share of an exponentially growing bound (20 ms doubling, at most
-/// 1 s). Without it, two writers that commit at the same pace (two API
-/// processes on one lake) kept colliding until their retries ran out — found
-/// by the torture suite.
-fn conflict_backoff(retry: u32) -> std::time::Duration {
-    let bound_ms = (20u64 << retry.min(6)).min(1_000);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    let jitter = u64::from(nanos ^ std::process::id().rotate_left(16)) % (bound_ms + 1);
-    std::time::Duration::from_millis(jitter.max(bound_ms / 4))
+/// After a lost commit race: 20 ms doubling up to 500 ms, each delay
+/// stretched by a random share of itself (backon's jitter, a seeded-at-random
+/// fastrand generator), so the waits lie in [20, 40) ms, [40, 80) ms, … and
+/// from the sixth retry on in [0.5, 1) s. Without jitter, two writers that
+/// commit at the same pace (two API processes on one lake) kept colliding
+/// until their retries ran out — found by the torture suite. The number of
+/// retries is each caller's.
+const CONFLICT: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(20))
+    .with_max_delay(Duration::from_millis(500))
+    .with_jitter()
+    .without_max_times();
+
+/// How long to wait before the `retry`-th attempt (from 1) after a lost
+/// commit race: the `retry`-th delay of [`CONFLICT`].
+fn conflict_backoff(retry: u32) -> Duration {
+    let index = usize::try_from(retry.max(1) - 1).unwrap_or(usize::MAX);
+    CONFLICT.build().nth(index).unwrap_or(Duration::from_secs(1))
 }
 
 /// Whether `error` means another writer committed first in a way this
@@ -50,4 +61,20 @@ pub(crate) fn is_commit_conflict(error: &DeltaTableError) -> bool {
                 source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
             }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_waits_double_with_jitter_up_to_a_second() {
+        for (retry, low_ms, high_ms) in [(1, 20, 40), (2, 40, 80), (5, 320, 640), (6, 500, 1000), (40, 500, 1000)] {
+            for _ in 0..50 {
+                let pause = conflict_backoff(retry);
+                let range = Duration::from_millis(low_ms)..Duration::from_millis(high_ms);
+                assert!(range.contains(&pause), "retry {retry}: {pause:?} outside {range:?}");
+            }
+        }
+    }
 }

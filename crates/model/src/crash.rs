@@ -1,17 +1,22 @@
-//! Crash points, for the torture suite: with `SESSIONLAKE_CRASH_AT=<point>:<n>`
-//! in its environment, the process dies the n-th time it passes `<point>` —
+//! Test hooks, compiled in only with the `crash-points` feature (the tests
+//! and the torture suite enable it; a release build has none).
+//!
+//! Crash points: with `SESSIONLAKE_CRASH_AT=<point>:<n>` in its
+//! environment, a process built with the feature dies the n-th time it passes `<point>` —
 //! `abort()`, so no destructor runs, no buffer is flushed and no lock is
 //! released: what a SIGKILL or a power cut leaves behind at that instant.
 //!
 //! The points sit where a crash is most likely to break exactly-once
 //! processing: between a commit and what follows it, between a write and
-//! its progress marker. Unset (always, outside the tests), a point costs one
-//! check of a value read once per process. (The `fail` crate's actions —
+//! its progress marker. Without the feature a point is an empty function
+//! and nothing reads the environment; with it and the variable unset, a
+//! point costs one check of a value read once per process. (The `fail` crate's actions —
 //! panic, return, sleep — cannot end the process at a point, and its points
 //! are compiled out of the binary the tests run unless a feature is on.)
-
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! Budgets: a [`StopAfter`] ends a stage early, as if the process died
+//! there (sessions after n micro-batches, serve after n requests), for
+//! tests that run a stage in-process and cannot abort.
 
 /// The environment variable naming the crash point and the hit to die on.
 pub const CRASH_AT_ENV: &str = "SESSIONLAKE_CRASH_AT";
@@ -43,7 +48,11 @@ pub const SERVE_AFTER_REQUEST: &str = "serve.after_request";
 pub const SERVE_BEFORE_PROGRESS: &str = "serve.before_progress";
 
 /// Dies here if this is the configured point's n-th hit.
+#[cfg(feature = "crash-points")]
 pub fn point(name: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);
     let target = TARGET.get_or_init(|| {
@@ -55,5 +64,50 @@ pub fn point(name: &str) {
     if point == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *hit {
         eprintln!("crash point {name} #{hit}: aborting");
         std::process::abort();
+    }
+}
+
+/// Without the `crash-points` feature, a crash point does nothing.
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn point(_name: &str) {}
+
+/// A test's budget of units of work (micro-batches, requests) after which a
+/// stage stops as if the process died. Without the `crash-points` feature it
+/// holds nothing and is never reached, so only tests can set one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopAfter {
+    #[cfg(feature = "crash-points")]
+    limit: Option<u64>,
+}
+
+impl StopAfter {
+    /// No budget: run to the end.
+    pub const NEVER: Self = Self {
+        #[cfg(feature = "crash-points")]
+        limit: None,
+    };
+
+    /// Stop once `limit` units are done.
+    #[cfg(feature = "crash-points")]
+    pub fn after(limit: u64) -> Self {
+        Self { limit: Some(limit) }
+    }
+
+    /// [`StopAfter::after`] the limit when there is one, else [`StopAfter::NEVER`].
+    #[cfg(feature = "crash-points")]
+    pub fn from_option(limit: Option<u64>) -> Self {
+        Self { limit }
+    }
+
+    /// Whether `done` units use up the budget.
+    pub fn is_reached(&self, done: u64) -> bool {
+        #[cfg(feature = "crash-points")]
+        return self.limit.is_some_and(|limit| done >= limit);
+        #[cfg(not(feature = "crash-points"))]
+        {
+            let _ = done;
+            false
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! From a gold session to the rows of the two serving tables, with the
 //! retention rule of DESIGN.md: an event older than one year before the
 //! service clock is not served; any other row lives until one year after
-//! its event (a TTL for the rest of its year).
+//! its event (a TTL for the rest of its year). The row types themselves
+//! are the serving store's (`sessionlake_cassandra::rows`).
 
 use chrono::{DateTime, Months, Utc};
+pub use sessionlake_cassandra::rows::{CompletedKey, CompletedRow, StaleRows, StartedKey, StartedRow};
 use sessionlake_cassandra::schema::start_day_ms;
 use sessionlake_lake::sessions::SessionImage;
 
@@ -38,42 +40,6 @@ impl Retention {
     }
 }
 
-/// A row of `api_start_session_by_day`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartedRow {
-    /// Partition key, part 1.
-    pub country: String,
-    /// Partition key, part 2: the start truncated to the UTC day (ms).
-    pub start_day_ms: i64,
-    /// Clustering: the start time (ms).
-    pub ts_ms: i64,
-    /// Clustering: the session.
-    pub session_id: String,
-    /// The player.
-    pub player_id: String,
-    /// The end time (ms), once known.
-    pub end_ms: Option<i64>,
-    /// Seconds to live.
-    pub ttl: i32,
-}
-
-/// A row of `api_completed_sessions`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompletedRow {
-    /// Partition key.
-    pub player_id: String,
-    /// Clustering: the end time (ms).
-    pub ts_ms: i64,
-    /// Clustering: the session.
-    pub session_id: String,
-    /// Country of the start, once known.
-    pub country: Option<String>,
-    /// Start time (ms), once known.
-    pub start_ms: Option<i64>,
-    /// Seconds to live.
-    pub ttl: i32,
-}
-
 /// What one gold session becomes in the serving store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServedRows {
@@ -83,40 +49,6 @@ pub struct ServedRows {
     pub completed: Option<CompletedRow>,
     /// Rows not written because their event is older than the window.
     pub expired: u64,
-}
-
-/// The primary key of a row of `api_start_session_by_day`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartedKey {
-    /// Partition key, part 1.
-    pub country: String,
-    /// Partition key, part 2: the UTC day of the start (ms).
-    pub start_day_ms: i64,
-    /// Clustering: the start time (ms).
-    pub ts_ms: i64,
-    /// Clustering: the session.
-    pub session_id: String,
-}
-
-/// The primary key of a row of `api_completed_sessions`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompletedKey {
-    /// Partition key.
-    pub player_id: String,
-    /// Clustering: the end time (ms).
-    pub ts_ms: i64,
-    /// Clustering: the session.
-    pub session_id: String,
-}
-
-/// Rows to remove: written for an earlier image of a session, under a key
-/// its newest image no longer has.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StaleRows {
-    /// Keys in `api_start_session_by_day`.
-    pub started: Vec<StartedKey>,
-    /// Keys in `api_completed_sessions`.
-    pub completed: Vec<CompletedKey>,
 }
 
 fn started_key(session: &SessionImage) -> Option<StartedKey> {

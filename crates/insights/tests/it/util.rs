@@ -34,7 +34,7 @@ pub async fn generated_lake(dir: &Path, sessions: u64, seed: u64, anomaly_rate: 
             lake: lake.clone(),
             max_versions_per_batch: 8,
             max_rows_per_batch: 400_000,
-            max_batches: None,
+            max_batches: sessionlake_model::crash::StopAfter::NEVER,
             show_progress: false,
         }
         .run()

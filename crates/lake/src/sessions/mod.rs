@@ -40,7 +40,7 @@ mod upsert;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
-use sessionlake_model::crash;
+use sessionlake_model::crash::{self, StopAfter};
 use sessionlake_model::tables::{SESSIONS_APP_ID, raw};
 use tracing::{info, warn};
 
@@ -69,8 +69,9 @@ pub struct SessionsStage {
     /// larger than this is a micro-batch of its own).
     pub max_rows_per_batch: u64,
     /// Stop after this many merged micro-batches (tests use it to simulate
-    /// a crash right after a commit); `None` runs until caught up.
-    pub max_batches: Option<u64>,
+    /// a crash right after a commit; only with the `crash-points` feature);
+    /// [`StopAfter::NEVER`] runs until caught up.
+    pub max_batches: StopAfter,
     /// Show progress bars.
     pub show_progress: bool,
 }
@@ -124,7 +125,7 @@ impl SessionsStage {
         let mut from = first;
         let mut next: Option<Prefetched> = None;
         while from <= latest {
-            if self.max_batches.is_some_and(|limit| report.batches >= limit) {
+            if self.max_batches.is_reached(report.batches) {
                 break;
             }
             let (to, read) = match next.take() {
@@ -163,7 +164,7 @@ impl SessionsStage {
             report.raw_rows += batch.rows;
             // Read the next range while this one merges: the read is on
             // the other core, so a micro-batch costs the slower of the two.
-            if to < latest && self.max_batches.is_none_or(|limit| report.batches + 1 < limit) {
+            if to < latest && !self.max_batches.is_reached(report.batches + 1) {
                 let next_to = range::range_end(&raw_table, to + 1, latest, self.max_rows_per_batch, max_step).await?;
                 let raw_table = raw_table.clone();
                 let read = tokio::spawn(async move { read_changes(&raw_table, to + 1, next_to).await });

@@ -173,7 +173,7 @@ async fn sessions_micro_batches_stay_within_their_row_limit() {
         lake: lake.clone(),
         max_versions_per_batch: 8,
         max_rows_per_batch: max_rows,
-        max_batches: None,
+        max_batches: sessionlake_model::crash::StopAfter::NEVER,
         show_progress: false,
     };
     let report = small.run().await.expect("sessions");

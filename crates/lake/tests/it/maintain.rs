@@ -353,7 +353,11 @@ async fn forced_gap(dir: &Path) -> (Lake, i64) {
 /// Runs the sessions stage for one micro-batch of two raw versions: gold's
 /// marker ends behind raw. Returns the raw version applied.
 async fn fold_one_micro_batch(lake: &Lake) -> i64 {
-    let partial = SessionsStage { max_versions_per_batch: 2, max_batches: Some(1), ..stage(lake) };
+    let partial = SessionsStage {
+        max_versions_per_batch: 2,
+        max_batches: sessionlake_model::crash::StopAfter::after(1),
+        ..stage(lake)
+    };
     let applied = partial.run().await.expect("sessions").to_version.expect("one micro-batch applied");
     let raw_latest = open_table(lake, RAW.dir).await.unwrap().version().unwrap() as i64;
     assert!(applied + 4 <= raw_latest, "gold's marker ({applied}) is well behind raw ({raw_latest})");
@@ -365,7 +369,7 @@ fn stage(lake: &Lake) -> SessionsStage {
         lake: lake.clone(),
         max_versions_per_batch: 8,
         max_rows_per_batch: 400_000,
-        max_batches: None,
+        max_batches: sessionlake_model::crash::StopAfter::NEVER,
         show_progress: false,
     }
 }

@@ -167,7 +167,7 @@ async fn refine(lake: &Lake, shape: &Shape) {
         lake: lake.clone(),
         max_versions_per_batch: shape.max_versions_per_batch,
         max_rows_per_batch: shape.max_rows_per_batch,
-        max_batches: shape.restart_after_each_batch.then_some(1),
+        max_batches: sessionlake_model::crash::StopAfter::from_option(shape.restart_after_each_batch.then_some(1)),
         show_progress: false,
     };
     loop {

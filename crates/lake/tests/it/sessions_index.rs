@@ -77,7 +77,7 @@ fn stage(lake: &Lake, max_versions_per_batch: u64) -> SessionsStage {
         lake: lake.clone(),
         max_versions_per_batch,
         max_rows_per_batch: 1_000_000,
-        max_batches: None,
+        max_batches: sessionlake_model::crash::StopAfter::NEVER,
         show_progress: false,
     }
 }

@@ -46,7 +46,7 @@ pub async fn sessions(lake: &Lake, max_batches: Option<u64>) -> SessionsReport {
         lake: lake.clone(),
         max_versions_per_batch: 8,
         max_rows_per_batch: 400_000,
-        max_batches,
+        max_batches: sessionlake_model::crash::StopAfter::from_option(max_batches),
         show_progress: false,
     }
     .run()

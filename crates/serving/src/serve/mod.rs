@@ -10,17 +10,13 @@
 //! records the range as applied. A crash anywhere replays at most
 //! one range, and replaying writes the same rows again.
 
-mod progress;
-mod write;
-
 use std::sync::Arc;
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use scylla::client::session::Session;
 use sessionlake_lake::Lake;
 use sessionlake_lake::LakeError;
-use sessionlake_lake::progress::steps_bar;
+use sessionlake_lake::progress::{Progress, steps_bar};
 use sessionlake_lake::rebuild::GoldSnapshot;
 use sessionlake_lake::sessions::{SessionChange, SessionFeed};
 use sessionlake_model::{Clock, crash};
@@ -31,8 +27,8 @@ use crate::rows::{Retention, StaleRows, rows_for, stale_rows};
 use sessionlake_cassandra::retry::retry_transient;
 use sessionlake_cassandra::{CassandraConfig, schema};
 
-pub use progress::ProgressStore;
-pub use write::{WriteOutcome, WriteSettings, Writer};
+pub use sessionlake_cassandra::serve_progress::ProgressStore;
+pub use sessionlake_cassandra::write::{WriteOutcome, WriteSettings, Writer};
 
 /// The serve stage's inputs.
 #[derive(Debug, Clone)]
@@ -88,7 +84,7 @@ pub struct ServeReport {
 
 /// A connected serve stage, ready to run passes.
 #[derive(Debug)]
-pub struct Server {
+pub struct ConnectedServeStage {
     stage: ServeStage,
     writer: Writer,
     progress: ProgressStore,
@@ -97,18 +93,18 @@ pub struct Server {
 impl ServeStage {
     /// Connects (waiting for Cassandra with backoff), creates the serving
     /// schema if missing, and prepares the statements.
-    pub async fn connect(self) -> Result<Server> {
+    pub async fn connect(self) -> Result<ConnectedServeStage> {
         let patience = self.writes.patience;
         let session: Arc<Session> = self.cassandra.connect_with_retry(patience).await?;
         retry_transient(patience, || schema::init(&session, &self.cassandra)).await?;
         let writer =
             retry_transient(patience, || Writer::prepare(session.clone(), &self.cassandra, self.writes)).await?;
         let progress = retry_transient(patience, || ProgressStore::prepare(session.clone(), &self.cassandra)).await?;
-        Ok(Server { stage: self, writer, progress })
+        Ok(ConnectedServeStage { stage: self, writer, progress })
     }
 }
 
-impl Server {
+impl ConnectedServeStage {
     /// Applies every gold version newer than the last one applied, then stops.
     pub async fn run(&self) -> Result<ServeReport> {
         let started = Instant::now();
@@ -170,7 +166,7 @@ impl Server {
         &self,
         changes: Vec<SessionChange>,
         retention: &Retention,
-        bar: &ProgressBar,
+        bar: &Progress,
         report: &mut ServeReport,
     ) -> Result<bool> {
         let mut started_rows = Vec::with_capacity(changes.len());
@@ -189,7 +185,7 @@ impl Server {
         drop(changes);
         let stale_count = (stale.started.len() + stale.completed.len()) as u64;
         bar.inc_length((started_rows.len() + completed_rows.len()) as u64 + stale_count);
-        let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &stale, bar).await?;
+        let outcome = self.writer.write(&mut started_rows, &mut completed_rows, &stale, &|rows| bar.inc(rows)).await?;
         report.requests += outcome.requests;
         report.waits += outcome.waits;
         if outcome.interrupted {
@@ -214,7 +210,7 @@ impl Server {
         &self,
         table_id: &str,
         retention: &Retention,
-        bar: &ProgressBar,
+        bar: &Progress,
         report: &mut ServeReport,
     ) -> Result<Option<i64>> {
         let Some(snapshot) = GoldSnapshot::open(&self.stage.lake).await? else { return Ok(None) };

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// The configuration type itself, to walk its clap command tree.
 #[allow(dead_code)]
-#[path = "../src/config.rs"]
+#[path = "../../src/config.rs"]
 mod config;
 
 /// The binary on `lake` with `--json`, not run yet.
@@ -253,6 +253,11 @@ fn a_crash_between_chunks_resumes_after_the_merged_lines_with_other_limits() {
     let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
     report(&sessionlake(&lake, &["ingest", "--source", &file]));
 
+    if !cfg!(feature = "crash-points") {
+        panic!(
+            "the binary under test has no crash points: run the tests with --features crash-points (make test does)"
+        );
+    }
     let crashed = command(&lake, &["raw"])
         .env("SESSIONLAKE_RAW_CHUNK_LINES", "300")
         .env("SESSIONLAKE_CRASH_AT", "raw.after_chunk_merge:2")

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sessionlake_lake::testing::S3Server;
 
-use crate::concurrency::{run_command, run_while_up_follows_on, two_api_processes_post_into};
-use crate::crash::crash_trials;
-use crate::dataset::dataset;
-use crate::lakes::TestLake;
 use crate::report;
-use crate::snapshot::Snapshot;
 use crate::support::{connect, drop_keyspace, keyspace, nodes, report as run_report};
+use crate::torture::concurrency::{run_command, run_while_up_follows_on, two_api_processes_post_into};
+use crate::torture::crash::crash_trials;
+use crate::torture::dataset::dataset;
+use crate::torture::lakes::TestLake;
+use crate::torture::snapshot::Snapshot;
 
 /// How long the S3 server stays down.
 const DOWN_FOR: Duration = Duration::from_secs(30);

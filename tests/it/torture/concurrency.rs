@@ -14,11 +14,11 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use sessionlake_lake::query;
 
-use crate::dataset::dataset;
-use crate::lakes::TestLake;
 use crate::report;
-use crate::snapshot::lake_rows;
 use crate::support::*;
+use crate::torture::dataset::dataset;
+use crate::torture::lakes::TestLake;
+use crate::torture::snapshot::lake_rows;
 
 /// Gold rows that disagree with the raw table (a session missing on either
 /// side, or another first start or last end): 0 when consistent.

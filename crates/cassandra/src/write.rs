@@ -12,19 +12,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
-use indicatif::ProgressBar;
 use scylla::client::execution_profile::ExecutionProfileHandle;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, MaybeUnset};
-use sessionlake_model::crash;
+use sessionlake_model::crash::{self, StopAfter};
 use sessionlake_model::tables::cassandra::{COMPLETED_TABLE, STARTED_TABLE};
 use tracing::warn;
 
+use crate::config::CassandraConfig;
+use crate::error::{CassandraError, Result};
+use crate::retry::unavailable_delays;
 use crate::rows::{CompletedKey, CompletedRow, StaleRows, StartedKey, StartedRow};
-use sessionlake_cassandra::retry::Backoff;
-use sessionlake_cassandra::{CassandraConfig, CassandraError, Result};
 
 /// How writes are issued.
 #[derive(Debug, Clone, Copy)]
@@ -35,8 +35,9 @@ pub struct WriteSettings {
     pub batch_rows: usize,
     /// How long to keep retrying while no request succeeds (`None`: forever).
     pub patience: Option<Duration>,
-    /// Stop after this many requests, as if the process died (crash tests).
-    pub stop_after_requests: Option<u64>,
+    /// Stop after this many requests, as if the process died (crash tests,
+    /// only with the `crash-points` feature).
+    pub stop_after_requests: StopAfter,
 }
 
 /// What a write pass did.
@@ -133,13 +134,14 @@ impl Writer {
     }
 
     /// Writes all rows (sorting them by partition) and deletes the stale
-    /// ones, advancing `bar` by rows.
+    /// ones, telling `on_rows_done` how many rows each acknowledged request
+    /// carried (the caller's progress).
     pub async fn write(
         &self,
         started: &mut [StartedRow],
         completed: &mut [CompletedRow],
         stale: &StaleRows,
-        bar: &ProgressBar,
+        on_rows_done: &(dyn Fn(u64) + Sync),
     ) -> Result<WriteOutcome> {
         started.sort_unstable_by(|a, b| (&a.country, a.start_day_ms).cmp(&(&b.country, b.start_day_ms)));
         completed.sort_unstable_by(|a, b| a.player_id.cmp(&b.player_id));
@@ -153,7 +155,7 @@ impl Writer {
                 .collect();
 
         let mut outcome = WriteOutcome::default();
-        let mut backoff = Backoff::default();
+        let mut delays = unavailable_delays();
         let mut last_success = Instant::now();
         while !pending.is_empty() {
             let results: Vec<(Chunk<'_>, Option<Result<()>>)> = stream::iter(pending)
@@ -168,9 +170,9 @@ impl Writer {
                     None => outcome.interrupted = true,
                     Some(Ok(())) => {
                         outcome.requests += 1;
-                        bar.inc(chunk.rows());
+                        on_rows_done(chunk.rows());
                         last_success = Instant::now();
-                        backoff.reset();
+                        delays = unavailable_delays();
                     }
                     Some(Err(error)) if error.is_transient() => {
                         pending.push(chunk);
@@ -183,7 +185,7 @@ impl Writer {
                 return Ok(outcome);
             }
             if let Some(error) = last_error {
-                let delay = backoff.next_delay();
+                let delay = delays.next().expect("UNAVAILABLE retries without end");
                 if self.settings.patience.is_some_and(|limit| last_success.elapsed() + delay > limit) {
                     return Err(error);
                 }
@@ -197,9 +199,7 @@ impl Writer {
 
     /// Sends one chunk; `None` when the crash-test budget is spent.
     async fn execute(&self, chunk: Chunk<'_>) -> Option<Result<()>> {
-        if let Some(limit) = self.settings.stop_after_requests
-            && self.requests_done.fetch_add(1, Ordering::SeqCst) >= limit
-        {
+        if self.settings.stop_after_requests.is_reached(self.requests_done.fetch_add(1, Ordering::SeqCst)) {
             return None;
         }
         let result = match chunk {

@@ -19,8 +19,6 @@ mod hostile_files;
 mod lakes;
 /// Cassandra down under load; the lake's disk full or read-only.
 mod outage;
-/// The suite's report: one JSON line per check.
-mod report;
 /// The same promises with the lake on a real S3 server (SeaweedFS).
 mod s3;
 /// Credentials from configuration; CQL in values is only data.
@@ -29,7 +27,3 @@ mod security;
 mod snapshot;
 /// The lake's disk full, or turned read-only, mid-run.
 mod storage;
-/// Fixtures shared with the serving tests.
-#[path = "../serve/support.rs"]
-#[allow(dead_code)]
-mod support;

@@ -19,11 +19,12 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use sessionlake_model::crash;
 
-use crate::dataset::dataset;
-use crate::lakes::TestLake;
 use crate::report;
-use crate::snapshot::Snapshot;
+use crate::support::require_crash_points;
 use crate::support::{connect, drop_keyspace, nodes};
+use crate::torture::dataset::dataset;
+use crate::torture::lakes::TestLake;
+use crate::torture::snapshot::Snapshot;
 
 /// How a command is killed.
 #[derive(Debug, Clone)]
@@ -86,6 +87,7 @@ fn run_killed(mut command: Command, kill: &Kill, context: &str) -> Option<String
     let log = tempfile::NamedTempFile::new().unwrap();
     command.stdout(Stdio::null()).stderr(log.reopen().unwrap());
     if let Kill::Point { name, hit } = kill {
+        require_crash_points();
         command.env(crash::CRASH_AT_ENV, format!("{name}:{hit}"));
     }
     let mut child = command.spawn().unwrap();

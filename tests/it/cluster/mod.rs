@@ -15,17 +15,8 @@
 //! and run in order, in one test: they take nodes down, so they cannot run
 //! side by side, and a cluster start costs minutes.
 
-/// Fixtures shared with the serving tests.
-#[path = "../serve/support.rs"]
-#[allow(dead_code)]
-mod support;
-
-/// The torture suite's report, which counts these scenarios too.
-#[path = "../torture/report.rs"]
-mod report;
-
 /// The cluster, operated through `scripts/cassandra`.
-mod cluster;
+mod nodes;
 
 /// Steady API load that counts every answer by status.
 mod load;
@@ -34,8 +25,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::cluster::Cluster;
-use crate::load::Load;
+use crate::cluster::load::Load;
+use crate::cluster::nodes::Cluster;
+use crate::report;
 use crate::support::*;
 
 /// The keyspace's replication on the cluster.

@@ -8,16 +8,13 @@
 mod api;
 /// `sessionlake run` and `sessionlake up`.
 mod run;
-/// Fixtures, shared with the torture and cluster tests (each uses a part).
-#[allow(dead_code)]
-mod support;
 
 use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use scylla::value::CqlTimestamp;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_writes_exactly_what_the_gold_table_and_the_truth_predict() {
@@ -113,6 +110,7 @@ async fn a_serve_killed_midway_and_rerun_ends_in_the_same_rows() {
     let small = ["--batch-rows", "2", "--concurrency", "4", "--max-versions-per-range", "1"];
 
     // A crash after some writes and before the progress is recorded.
+    require_crash_points();
     let mut args = small.to_vec();
     args.extend(["--stop-after-requests", "40"]);
     let cut = report(&mut lake.serve(&nodes, &keyspace, &args));

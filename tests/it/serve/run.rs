@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::api::{event, items};
-use super::support::*;
+use crate::support::*;
 
 fn run_command(lake: &std::path::Path, file: &str, nodes: &str, keyspace: &str) -> std::process::Command {
     sessionlake(

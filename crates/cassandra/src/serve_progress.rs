@@ -13,7 +13,8 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 use sessionlake_model::tables::cassandra::{PROGRESS_TABLE, SERVING_MODEL_VERSION};
 
-use sessionlake_cassandra::{CassandraConfig, CassandraError, Result};
+use crate::config::CassandraConfig;
+use crate::error::{CassandraError, Result};
 
 /// Reads and writes `serve_progress`.
 #[derive(Debug, Clone)]

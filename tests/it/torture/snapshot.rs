@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use scylla::client::session::Session;
 use sessionlake_lake::{Lake, query};
 
-use crate::lakes::TestLake;
 use crate::support::{ServingRows, dump};
+use crate::torture::lakes::TestLake;
 
 /// Rows as text, one vector of columns per row, sorted.
 pub type Rows = Vec<Vec<Option<String>>>;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::report;
-use crate::snapshot::{Rows, lake_rows};
 use crate::support::sessionlake;
+use crate::torture::snapshot::{Rows, lake_rows};
 
 /// A tmpfs mounted for one test; unmounted when dropped.
 struct Tmpfs {

@@ -24,6 +24,17 @@ use sessionlake_lake::Lake;
 /// The demo clock: the 2016 data is recent, 2015 stragglers are not.
 pub const NOW: &str = "2016-11-07T00:00:00Z";
 
+/// Fails loudly when the binary under test was built without its test
+/// hooks (crash points, stop-after budgets): a crash test that cannot crash
+/// proves nothing.
+pub fn require_crash_points() {
+    if !cfg!(feature = "crash-points") {
+        panic!(
+            "the binary under test has no crash points: run the tests with --features crash-points (make test does)"
+        );
+    }
+}
+
 /// The CQL contact point of the Cassandra the README test command started.
 pub fn nodes() -> String {
     std::env::var("SESSIONLAKE_CASSANDRA_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into())

@@ -1,0 +1,116 @@
+//! What the long-running commands share: the stop signal (Ctrl-C or
+//! SIGTERM) and the follow loop that runs a stage's pass again and again
+//! (`sessions --follow`, `serve --follow`, `up`).
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+/// Resolves on Ctrl-C or SIGTERM: every long-running command stops on either.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::mem::drop(interrupt.await),
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// How long a pass in flight may go on after the stop signal.
+const PASS_GRACE: Duration = Duration::from_secs(30);
+
+/// The follower's backoff policy: the pause after a failed pass starts
+/// here and doubles with each failure in a row, up to [`RETRY_PAUSE_MAX`];
+/// a good pass starts it over.
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(500);
+/// The longest pause between failed passes.
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// Runs `pass` again and again, `poll` apart, until `stop` resolves; each
+/// good outcome goes to `show`, which says whether to go on.
+///
+/// A failed pass never ends the loop: it is logged (warn, with its cause
+/// chain) and retried after [`retry_pause`]. The passes are idempotent
+/// (each applies only what its progress marker says is new), so a retry
+/// after a commit conflict, an I/O hiccup or a Cassandra timeout simply
+/// does the work again. Errors that cannot heal (a bad configuration, a
+/// store that rejects the credentials) are the ones a command finds before
+/// it starts following, and those still end it.
+///
+/// A pass in flight when `stop` resolves gets [`PASS_GRACE`] to finish:
+/// dropping it would be safe for the data (a Delta commit is atomic and
+/// carries its own progress marker; Cassandra rows are idempotent upserts
+/// recorded as applied only after they are acknowledged), but it leaves the
+/// Delta kernel's detached reads running into the exit, where a cancelled
+/// one panicked (found by `.ci/run` on `up`), and finishing keeps the
+/// pass's work.
+pub(crate) async fn follow<T, Pass>(
+    poll: Duration,
+    stop: impl Future<Output = ()>,
+    mut pass: impl FnMut() -> Pass,
+    mut show: impl FnMut(&T) -> bool,
+) where
+    Pass: Future<Output = Result<T>>,
+{
+    let mut stop = std::pin::pin!(stop);
+    let mut failed_in_a_row = 0u32;
+    loop {
+        let mut running = std::pin::pin!(pass());
+        let outcome = tokio::select! {
+            outcome = &mut running => outcome,
+            _ = &mut stop => {
+                if tokio::time::timeout(PASS_GRACE, running).await.is_err() {
+                    tracing::warn!("the pass in flight did not finish {PASS_GRACE:?} after the stop signal; stopping anyway");
+                }
+                return;
+            }
+        };
+        let pause = match outcome {
+            Ok(outcome) => {
+                if failed_in_a_row > 0 {
+                    tracing::info!(failed_in_a_row, "a follow pass succeeded again");
+                    failed_in_a_row = 0;
+                }
+                if !show(&outcome) {
+                    return;
+                }
+                poll
+            }
+            Err(error) => {
+                failed_in_a_row += 1;
+                let pause = retry_pause(failed_in_a_row);
+                tracing::warn!(
+                    error = %crate::one_line(&error),
+                    failed_in_a_row,
+                    retry_in = ?pause,
+                    "a follow pass failed; retrying"
+                );
+                pause
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
+
+/// The pause after the `failed_in_a_row`-th failed pass in a row (from 1):
+/// 0.5 s, 1 s, 2 s, … up to 30 s.
+fn retry_pause(failed_in_a_row: u32) -> Duration {
+    let doublings = failed_in_a_row.saturating_sub(1).min(16);
+    RETRY_PAUSE_MIN.saturating_mul(1 << doublings).min(RETRY_PAUSE_MAX)
+}
+
+/// The time between polls, never below 50 ms.
+pub(crate) fn poll_interval(poll: Duration) -> Duration {
+    poll.max(Duration::from_millis(50))
+}
