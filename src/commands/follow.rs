@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 /// Resolves on Ctrl-C or SIGTERM: every long-running command stops on either.
 pub(crate) async fn shutdown_signal() {
@@ -27,12 +28,13 @@ pub(crate) async fn shutdown_signal() {
 /// How long a pass in flight may go on after the stop signal.
 const PASS_GRACE: Duration = Duration::from_secs(30);
 
-/// The follower's backoff policy: the pause after a failed pass starts
-/// here and doubles with each failure in a row, up to [`RETRY_PAUSE_MAX`];
-/// a good pass starts it over.
-const RETRY_PAUSE_MIN: Duration = Duration::from_millis(500);
-/// The longest pause between failed passes.
-const RETRY_PAUSE_MAX: Duration = Duration::from_secs(30);
+/// The follower's backoff policy (backon): the pause after a failed pass
+/// is 0.5 s and doubles with each failure in a row, up to 30 s; a good pass
+/// starts it over.
+const FAILED_PASS: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(500))
+    .with_max_delay(Duration::from_secs(30))
+    .without_max_times();
 
 /// Runs `pass` again and again, `poll` apart, until `stop` resolves; each
 /// good outcome goes to `show`, which says whether to go on.
@@ -106,11 +108,23 @@ pub(crate) async fn follow<T, Pass>(
 /// The pause after the `failed_in_a_row`-th failed pass in a row (from 1):
 /// 0.5 s, 1 s, 2 s, … up to 30 s.
 fn retry_pause(failed_in_a_row: u32) -> Duration {
-    let doublings = failed_in_a_row.saturating_sub(1).min(16);
-    RETRY_PAUSE_MIN.saturating_mul(1 << doublings).min(RETRY_PAUSE_MAX)
+    // Past 64 doublings every pause is the longest.
+    FAILED_PASS.build().nth(failed_in_a_row.saturating_sub(1).min(64) as usize).unwrap_or(Duration::from_secs(30))
 }
 
 /// The time between polls, never below 50 ms.
 pub(crate) fn poll_interval(poll: Duration) -> Duration {
     poll.max(Duration::from_millis(50))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_passes_wait_half_a_second_doubling_up_to_thirty() {
+        let pauses: Vec<u64> = (1..=9).map(|failed| retry_pause(failed).as_millis() as u64).collect();
+        assert_eq!(pauses, [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+        assert_eq!(retry_pause(u32::MAX), Duration::from_secs(30));
+    }
 }

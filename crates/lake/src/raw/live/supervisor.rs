@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tracing::{error, info};
 
 /// Whether the committer is running, shared by the supervisor (writer) and
@@ -67,8 +68,9 @@ impl Default for RestartBackoff {
 impl RestartBackoff {
     /// The wait after the `deaths`-th death in a row (from 1).
     fn delay(&self, deaths: u32) -> Duration {
-        let doubled = self.first.saturating_mul(1 << deaths.saturating_sub(1).min(16));
-        doubled.min(self.max)
+        let policy = ExponentialBuilder::new().with_min_delay(self.first).with_max_delay(self.max).without_max_times();
+        // Past 64 doublings every wait is the longest.
+        policy.build().nth(deaths.saturating_sub(1).min(64) as usize).unwrap_or(self.max)
     }
 }
 
