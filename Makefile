@@ -12,7 +12,7 @@ LAKE ?= ./data_lake
 NOW ?= 2016-11-07T00:00:00Z
 BIN := $(CARGO_TARGET_DIR)/release/sessionlake
 
-.PHONY: demo test lint unit unit-tests soak bench bench-scale bench-anomalies bench-api bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
+.PHONY: demo test lint unit unit-tests soak bench bench-scale bench-anomalies bench-api bench-idle bench-cluster bench-s3 build-release clean-lake check-prereqs-demo check-prereqs-test
 
 ## demo: build, start Cassandra, then `sessionlake up`: generate full-size data (or land SOURCE=url|file),
 ## run every stage, keep following and serve the API on http://127.0.0.1:8000 until Ctrl-C
@@ -65,9 +65,9 @@ unit-tests:
 	cargo test --workspace --features crash-points -- $(foreach suite,$(SUITES),--skip $(suite)::)
 	set -e; for suite in $(SUITES); do cargo test --workspace --features crash-points --test it -- $$suite::; done
 
-## soak: the torture suite at length, for people (TORTURE_KILLS=200 kills; TORTURE_SEED=n replays a run)
+## soak: the torture suite at length, for people (TORTURE_KILLS=200 kills, TORTURE_API_KILLS=100 API kills under POST load; TORTURE_SEED=n replays a run)
 soak:
-	TORTURE_KILLS=$${TORTURE_KILLS:-200} scripts/cassandra run cargo test --workspace --features crash-points --test it -- torture:: --nocapture
+	TORTURE_KILLS=$${TORTURE_KILLS:-200} TORTURE_API_KILLS=$${TORTURE_API_KILLS:-100} scripts/cassandra run cargo test --workspace --features crash-points --test it -- torture:: --nocapture
 	scripts/torture-report
 
 ## bench: full-size chain in release mode, seconds per stage, events/s, peak RSS (SCALE=10 or SCALE=30 for 10x or 30x)
@@ -85,6 +85,10 @@ bench-anomalies: build-release
 ## bench-api: load test of the API (oha at 2000 req/s and full speed on both GETs; POST /events events/s)
 bench-api: build-release
 	scripts/bench-api
+
+## bench-idle: CPU of an idle `up` (landing zone and a folder watched) over 60 s, on the full-size lake (target <= 1 % of a core)
+bench-idle: build-release
+	scripts/bench-idle
 
 ## bench-cluster: serve rows/s and the API's p50/p99 at 2000 req/s, one node vs a 3-node RF 3 cluster
 bench-cluster: build-release

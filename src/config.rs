@@ -78,7 +78,7 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Parse landed files into r_session_events and r_session_events_rejected
     /// (a file that does not decompress is quarantined: see `quarantine`).
-    Raw,
+    Raw(RawArgs),
     /// Landed files that do not decompress: list them with the reason, retry or drop one.
     Quarantine(QuarantineArgs),
     /// Fold new raw versions into uc_delta_session_events (one row per session).
@@ -128,9 +128,41 @@ pub struct IngestArgs {
     /// A URL (http/https) or a local file path.
     #[arg(long, env = "SESSIONLAKE_SOURCE", default_value = DEFAULT_SOURCE)]
     pub source: String,
+    /// Instead of one source: keep landing the files that appear in this
+    /// folder, until Ctrl-C or SIGTERM (see --settle-seconds).
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// How a URL is downloaded.
     #[command(flatten)]
     pub download: DownloadArgs,
+}
+
+/// Watching a folder for files to land (`ingest --watch`, `up --watch`).
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// A folder whose new files are landed as they arrive: complete files
+    /// only (names like `.x`, `x.tmp` or `x.part` are still being written;
+    /// write under such a name, then rename).
+    #[arg(long = "watch", env = "SESSIONLAKE_WATCH_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Seconds a watched file's size and modification time must stay the
+    /// same before it is landed (for writers that append under the final name).
+    #[arg(long = "settle-seconds", env = "SESSIONLAKE_WATCH_SETTLE_SECONDS", default_value = "2", value_parser = seconds)]
+    pub settle: Duration,
+    /// Seconds between two looks at the watched folder (at least 0.05).
+    #[arg(long = "watch-poll-seconds", env = "SESSIONLAKE_WATCH_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    pub poll: Duration,
+}
+
+/// `raw` options.
+#[derive(Debug, Args)]
+pub struct RawArgs {
+    /// Keep refining files as they land instead of stopping when done.
+    #[arg(long, env = "SESSIONLAKE_FOLLOW", default_value_t = false)]
+    pub follow: bool,
+    /// Seconds between looks at the landing zone with --follow (at least 0.05).
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    pub poll_seconds: Duration,
 }
 
 /// How a URL source is downloaded (`ingest`, `run`, `up`).
@@ -358,6 +390,22 @@ pub struct ApiOptions {
     /// dates they touched (in the background; 0 never compacts).
     #[arg(long, env = "SESSIONLAKE_API_COMPACT_AFTER_COMMITS", default_value_t = 64)]
     pub compact_after_commits: u64,
+    /// When a `POST /events` is answered 202: `wal`, once its events are
+    /// synced to this process's write-ahead log (a few ms; folded into the
+    /// raw table every --wal-fold-seconds), or `commit`, once the raw
+    /// table's commit that holds them is durable (~150 ms per group).
+    #[arg(long, env = "SESSIONLAKE_API_ACK", value_enum, default_value = "wal")]
+    pub ack: AckMode,
+    /// The write-ahead log's folder: on a local disk, one per API process
+    /// (a second process on it is refused). Default: `_wal/api` in a local
+    /// lake, `./sessionlake-wal` with an object-store lake. A replica that
+    /// is gone for good: start an API on its folder once, which folds it.
+    #[arg(long, env = "SESSIONLAKE_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
+    /// Seconds between two folds of the write-ahead log into the raw table
+    /// (posted events show in the raw table within about this long).
+    #[arg(long, env = "SESSIONLAKE_WAL_FOLD_SECONDS", default_value = "1", value_parser = seconds)]
+    pub wal_fold_seconds: Duration,
     /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SESSIONLAKE_API_SHUTDOWN_GRACE_SECONDS", default_value = "30", value_parser = seconds)]
     pub shutdown_grace_seconds: Duration,
@@ -403,10 +451,13 @@ pub struct UpArgs {
     /// How the API serves.
     #[command(flatten)]
     pub api: ApiOptions,
-    /// Seconds between the polls of `sessions` and `serve` for new versions
-    /// (at least 0.05).
+    /// Seconds between the looks of `raw`, `sessions` and `serve` for new
+    /// landed files and versions (at least 0.05).
     #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
     pub poll_seconds: Duration,
+    /// Also land the files that appear in a folder (as `ingest --watch`).
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// Minutes between table upkeep passes (`maintain`, with the settings
     /// below) while `up` runs; 0 never maintains.
     #[arg(long, env = "SESSIONLAKE_MAINTAIN_EVERY_MINUTES", default_value_t = 60)]
@@ -490,6 +541,15 @@ pub struct SqlArgs {
     pub version: Option<u64>,
 }
 
+/// When the API acknowledges posted events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckMode {
+    /// Once synced to the API's write-ahead log.
+    Wal,
+    /// Once the raw table's commit holding them is durable.
+    Commit,
+}
+
 /// How `sql` prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SqlFormat {
@@ -501,9 +561,6 @@ pub enum SqlFormat {
     Json,
 }
 
-/// Parses a number of seconds (fractions allowed): finite, not negative,
-/// and within what a [`Duration`] holds. `Duration::from_secs_f64` panics
-/// on anything else, so every seconds flag goes through here.
 fn lake_location(text: &str) -> Result<Lake, String> {
     Lake::parse(text).map_err(|error| error.to_string())
 }
@@ -518,6 +575,9 @@ fn hours(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{text} hours is more than a duration can hold"))
 }
 
+/// Parses a number of seconds (fractions allowed): finite, not negative,
+/// and within what a [`Duration`] holds. `Duration::from_secs_f64` panics
+/// on anything else, so every seconds flag goes through here.
 fn seconds(text: &str) -> Result<Duration, String> {
     let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !value.is_finite() || value < 0.0 {

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         match &config.command {
             Command::Generate(args) => commands::generate(&config.global, args),
             Command::Ingest(args) => commands::ingest(&config.global, args).await,
-            Command::Raw => commands::raw(&config.global).await,
+            Command::Raw(args) => commands::raw(&config.global, args).await,
             Command::Quarantine(args) => commands::quarantine(&config.global, args).await,
             Command::Sessions(args) => commands::sessions(&config.global, args).await,
             Command::Db(args) => commands::db(&config.global, args).await,

@@ -2,6 +2,7 @@
 //! into the lake.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,11 +11,11 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sessionlake_api::store::{Committed, EventSink, Unavailable};
 use sessionlake_api::{ApiKeys, ApiSettings, AppState, TokenSigner};
-use sessionlake_lake::raw::live::{LiveIngest, LiveSettings};
+use sessionlake_lake::raw::live::{Durable, LiveIngest, LiveSettings, WalSettings};
 use sessionlake_model::{Clock, Event};
 use tracing::{info, warn};
 
-use crate::config::{ApiArgs, ApiOptions, GlobalArgs};
+use crate::config::{AckMode, ApiArgs, ApiOptions, GlobalArgs};
 use crate::report;
 
 /// The raw table as the API's event sink.
@@ -26,7 +27,10 @@ impl EventSink for LakeSink {
             self.0
                 .append(events)
                 .await
-                .map(|appended| Committed { raw_version: appended.raw_version })
+                .map(|appended| match appended.durable_in {
+                    Durable::RawVersion(version) => Committed::in_raw(version),
+                    Durable::WalSequence(seq) => Committed::in_wal(seq),
+                })
                 .map_err(|error| Unavailable(format!("{error:#}")))
         }
         .boxed()
@@ -84,8 +88,10 @@ impl RunningApi {
         if options.token_secret.is_none() {
             info!("no SESSIONLAKE_API_TOKEN_SECRET: page tokens are valid in this process only");
         }
-        let live_settings =
-            LiveSettings { compact_after_commits: options.compact_after_commits, ..LiveSettings::default() };
+        let live_settings = options.live_settings(global);
+        if let Some(wal) = &live_settings.wal {
+            info!(dir = %wal.dir.display(), "posted events are acknowledged once synced to this write-ahead log");
+        }
         let live = LiveIngest::start(global.lake.clone(), live_settings)
             .await
             .context("while opening the raw table for live ingest")?;
@@ -122,6 +128,21 @@ impl RunningApi {
 }
 
 impl ApiOptions {
+    /// Live ingest's settings from these options.
+    fn live_settings(&self, global: &GlobalArgs) -> LiveSettings {
+        let wal = match self.ack {
+            AckMode::Commit => None,
+            AckMode::Wal => {
+                let dir = self.wal_dir.clone().unwrap_or_else(|| match global.lake.local_root() {
+                    Some(root) => root.join("_wal").join("api"),
+                    None => PathBuf::from("sessionlake-wal"),
+                });
+                Some(WalSettings { fold_interval: self.wal_fold_seconds, ..WalSettings::new(dir) })
+            }
+        };
+        LiveSettings { compact_after_commits: self.compact_after_commits, wal, ..LiveSettings::default() }
+    }
+
     /// The API's settings from these options.
     fn settings(&self, global: &GlobalArgs) -> Result<ApiSettings> {
         Ok(ApiSettings {

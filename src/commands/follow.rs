@@ -1,11 +1,15 @@
 //! What the long-running commands share: the stop signal (Ctrl-C or
 //! SIGTERM) and the follow loop that runs a stage's pass again and again
-//! (`sessions --follow`, `serve --follow`, `up`).
+//! (`raw --follow`, `sessions --follow`, `serve --follow`, `up`), only when
+//! its input has something new.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use backon::{BackoffBuilder, ExponentialBuilder};
+use sessionlake_lake::Lake;
+use sessionlake_lake::schema::TableSpec;
+use sessionlake_lake::watch::{LandingWatch, LogWatch};
 
 /// Resolves on Ctrl-C or SIGTERM: every long-running command stops on either.
 pub(crate) async fn shutdown_signal() {
@@ -36,8 +40,44 @@ const FAILED_PASS: ExponentialBuilder = ExponentialBuilder::new()
     .with_max_delay(Duration::from_secs(30))
     .without_max_times();
 
-/// Runs `pass` again and again, `poll` apart, until `stop` resolves; each
-/// good outcome goes to `show`, which says whether to go on.
+/// What tells a follower that its input has something new: a pass opens
+/// tables and replays logs, a trigger looks at one name (so an idle `up`
+/// costs next to nothing).
+pub(crate) enum Trigger {
+    /// A new version of a Delta table (the next commit file exists).
+    Log(LogWatch),
+    /// A newly landed file (the landing manifest's folder changed).
+    Landing(LandingWatch),
+}
+
+impl Trigger {
+    /// New versions of `spec`'s table in `lake`.
+    pub(crate) fn log(lake: &Lake, spec: &TableSpec) -> Result<Self> {
+        Ok(Self::Log(LogWatch::new(lake, spec)?))
+    }
+
+    /// Newly landed files in `lake`.
+    pub(crate) fn landing(lake: &Lake) -> Result<Self> {
+        Ok(Self::Landing(LandingWatch::new(lake)?))
+    }
+
+    /// Whether there is something new since the last call (yes on the
+    /// first call, and when the check itself fails: a pass then finds out).
+    async fn anything_new(&mut self) -> bool {
+        let changed = match self {
+            Trigger::Log(watch) => watch.changed().await,
+            Trigger::Landing(watch) => watch.changed().await,
+        };
+        changed.unwrap_or_else(|error| {
+            tracing::debug!(%error, "checking for new input failed; running a pass to find out");
+            true
+        })
+    }
+}
+
+/// Runs `pass` whenever `trigger` says its input has something new
+/// (checked every `poll`), until `stop` resolves; each good outcome goes to
+/// `show`, which says whether to go on.
 ///
 /// A failed pass never ends the loop: it is logged (warn, with its cause
 /// chain) and retried after [`retry_pause`]. The passes are idempotent
@@ -57,6 +97,7 @@ const FAILED_PASS: ExponentialBuilder = ExponentialBuilder::new()
 pub(crate) async fn follow<T, Pass>(
     poll: Duration,
     stop: impl Future<Output = ()>,
+    mut trigger: Trigger,
     mut pass: impl FnMut() -> Pass,
     mut show: impl FnMut(&T) -> bool,
 ) where
@@ -65,6 +106,14 @@ pub(crate) async fn follow<T, Pass>(
     let mut stop = std::pin::pin!(stop);
     let mut failed_in_a_row = 0u32;
     loop {
+        // After a failed pass the trigger has moved on already: the retry
+        // runs whatever it says.
+        if failed_in_a_row == 0 && !trigger.anything_new().await {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => continue,
+                _ = &mut stop => return,
+            }
+        }
         let mut running = std::pin::pin!(pass());
         let outcome = tokio::select! {
             outcome = &mut running => outcome,

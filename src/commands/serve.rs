@@ -4,7 +4,9 @@
 use anyhow::{Context, Result};
 use sessionlake_model::crash::StopAfter;
 
-use super::follow::{follow, poll_interval, shutdown_signal};
+use sessionlake_lake::schema::SESSIONS;
+
+use super::follow::{Trigger, follow, poll_interval, shutdown_signal};
 use super::stages::{SERVE_CONTEXT, serve_stage, show_serve};
 use crate::config::{GlobalArgs, ServeArgs};
 use crate::report;
@@ -23,7 +25,8 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     };
     if args.follow {
         let pass = || async { server.run().await.context(SERVE_CONTEXT) };
-        follow(poll_interval(args.poll_seconds), interrupted, pass, show_serve(global)).await;
+        let trigger = Trigger::log(&global.lake, &SESSIONS)?;
+        follow(poll_interval(args.poll_seconds), interrupted, trigger, pass, show_serve(global)).await;
         return Ok(());
     }
     tokio::select! {

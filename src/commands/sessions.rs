@@ -4,7 +4,9 @@
 use anyhow::{Context, Result};
 use sessionlake_model::crash::StopAfter;
 
-use super::follow::{follow, poll_interval, shutdown_signal};
+use sessionlake_lake::schema::RAW;
+
+use super::follow::{Trigger, follow, poll_interval, shutdown_signal};
 use super::stages::{SESSIONS_CONTEXT, sessions_stage, show_progress, show_sessions};
 use crate::config::{GlobalArgs, SessionsArgs};
 use crate::report;
@@ -18,7 +20,8 @@ pub async fn sessions(global: &GlobalArgs, args: &SessionsArgs) -> Result<()> {
     let stage = sessions_stage(global, &args.batching, show_progress(global) && !args.follow, max_batches);
     if args.follow {
         let pass = || async { stage.run().await.context(SESSIONS_CONTEXT) };
-        follow(poll_interval(args.poll_seconds), shutdown_signal(), pass, show_sessions(global)).await;
+        let trigger = Trigger::log(&global.lake, &RAW)?;
+        follow(poll_interval(args.poll_seconds), shutdown_signal(), trigger, pass, show_sessions(global)).await;
         return Ok(());
     }
     tokio::select! {

@@ -1,7 +1,9 @@
 //! `sessionlake up`: the whole stack in one process. Runs the pipeline once
-//! (`run`), then keeps `sessions` and `serve` following new versions,
-//! maintains the tables on a schedule (`--maintain-every-minutes`) and
-//! serves the API, until Ctrl-C or SIGTERM stops them all cleanly.
+//! (`run`), then keeps `raw` following the landing zone (and `--watch`
+//! landing a folder's new files), `sessions` and `serve` following new
+//! versions, maintains the tables on a schedule (`--maintain-every-minutes`)
+//! and serves the API, until Ctrl-C or SIGTERM stops them all cleanly. The
+//! followers look at one name per poll while nothing happens.
 
 use std::sync::Arc;
 
@@ -13,8 +15,15 @@ use sessionlake_model::Clock;
 use sessionlake_model::crash::StopAfter;
 
 use super::api::RunningApi;
-use super::follow::{follow, poll_interval, shutdown_signal};
-use super::stages::{SERVE_CONTEXT, SESSIONS_CONTEXT, serve_stage, sessions_stage, show_serve, show_sessions};
+use sessionlake_lake::raw::RawStage;
+use sessionlake_lake::schema::{RAW, SESSIONS};
+
+use super::follow::{Trigger, follow, poll_interval, shutdown_signal};
+use super::ingest::watch_folder;
+use super::raw::{RAW_CONTEXT, show_raw};
+use super::stages::{
+    SERVE_CONTEXT, SESSIONS_CONTEXT, raw_stage, serve_stage, sessions_stage, show_serve, show_sessions,
+};
 use crate::config::{GlobalArgs, UpArgs};
 use crate::report;
 
@@ -43,15 +52,34 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs) -> Result<()> {
     // the API's own failure ends `up`.
     let stop = shutdown_signal().boxed().shared();
     let poll = poll_interval(args.poll_seconds);
+    let land = watch_folder(global, &args.watch, args.run.download.idle_timeout, stop.clone());
+    let raw = RawStage { show_progress: false, ..raw_stage(global) };
+    let follow_raw = follow(
+        poll,
+        stop.clone(),
+        Trigger::landing(&global.lake)?,
+        || async { raw.run().await.context(RAW_CONTEXT) },
+        show_raw(global),
+    );
     let sessions = sessions_stage(global, &args.run.batching, false, StopAfter::NEVER);
-    let follow_sessions =
-        follow(poll, stop.clone(), || async { sessions.run().await.context(SESSIONS_CONTEXT) }, show_sessions(global));
+    let follow_sessions = follow(
+        poll,
+        stop.clone(),
+        Trigger::log(&global.lake, &RAW)?,
+        || async { sessions.run().await.context(SESSIONS_CONTEXT) },
+        show_sessions(global),
+    );
     let server = serve_stage(global, &args.run.cassandra, &args.run.writes, true, StopAfter::NEVER)
         .connect()
         .await
         .context("while connecting to Cassandra")?;
-    let follow_serve =
-        follow(poll, stop.clone(), || async { server.run().await.context(SERVE_CONTEXT) }, show_serve(global));
+    let follow_serve = follow(
+        poll,
+        stop.clone(),
+        Trigger::log(&global.lake, &SESSIONS)?,
+        || async { server.run().await.context(SERVE_CONTEXT) },
+        show_serve(global),
+    );
     let upkeep = super::maintain::on_schedule(
         global,
         &args.maintain,
@@ -59,7 +87,9 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs) -> Result<()> {
         args.maintain_every_minutes,
         stop.clone(),
     );
-    let (_, _, _, api_report) = tokio::try_join!(
+    let (_, _, _, _, _, api_report) = tokio::try_join!(
+        land,
+        follow_raw.map(anyhow::Ok),
         follow_sessions.map(anyhow::Ok),
         follow_serve.map(anyhow::Ok),
         upkeep.map(anyhow::Ok),
@@ -90,5 +120,7 @@ fn announce(api: &RunningApi, examples: &ApiExamples, keys: bool) {
     if keys {
         eprintln!("  (the examples send the first key of $SESSIONLAKE_API_KEYS; any configured key works)");
     }
-    eprintln!("  sessions and serve keep following: POST /events and the new sessions are served within seconds");
+    eprintln!(
+        "  raw, sessions and serve keep following: files landed (`sessionlake ingest`, or `up --watch DIR`) and POST /events are served within seconds"
+    );
 }

@@ -377,6 +377,16 @@ impl ApiProcess {
             .await;
     }
 
+    /// Kills the API with SIGKILL (no shutdown of any kind) and returns its
+    /// log.
+    pub fn kill(mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.log()
+    }
+
     /// Stops the API with SIGTERM (graceful) and returns its log.
     pub fn stop(mut self) -> String {
         self.terminate();

@@ -68,17 +68,35 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Page, StoreError>>;
 }
 
-/// What a sink reports for a committed batch.
+/// Where a sink made a batch durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
-    /// The raw table version holding the events.
-    pub raw_version: i64,
+    /// The raw table version holding the events, when the sink waited for
+    /// the commit.
+    pub raw_version: Option<i64>,
+    /// The sequence of the write-ahead-log record holding the events, when
+    /// the sink acknowledges from its log (the raw table has them after
+    /// the next fold, within seconds).
+    pub wal_sequence: Option<u64>,
+}
+
+impl Committed {
+    /// Durable in the raw table, at `raw_version`.
+    pub fn in_raw(raw_version: i64) -> Self {
+        Self { raw_version: Some(raw_version), wal_sequence: None }
+    }
+
+    /// Durable in the write-ahead log, as record `wal_sequence`.
+    pub fn in_wal(wal_sequence: u64) -> Self {
+        Self { raw_version: None, wal_sequence: Some(wal_sequence) }
+    }
 }
 
 /// Commits posted events durably.
 pub trait EventSink: Send + Sync + 'static {
-    /// Returns once the events are durably committed (idempotent: the same
-    /// events again change nothing).
+    /// Returns once the events are durable: in the raw table, or in a
+    /// write-ahead log that is folded into it (idempotent: the same events
+    /// again change nothing).
     fn append(&self, events: Vec<Event>) -> BoxFuture<'_, Result<Committed, Unavailable>>;
 
     /// `Ok` while the sink can commit; why not while it cannot (e.g. its

@@ -13,6 +13,7 @@
 //!     v
 //!  use_case/uc_assignment/uc_delta_session_events  (change data feed on, for serving)
 //!
+//!  watch::{LogWatch, LandingWatch}   cheap checks for new versions / landed files, so idle followers cost nothing
 //!  maintain::Maintain   per table: compaction, vacuum, checkpoint, log cleanup — keeping what a lagging
 //!                       reader of a change feed still needs; rebuild: snapshots for a reader whose history is gone
 //! ```
@@ -38,6 +39,7 @@ pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod txn;
+pub mod watch;
 
 pub use error::{LakeError, Result};
 pub use lake::Lake;

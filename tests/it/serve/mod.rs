@@ -8,6 +8,8 @@
 mod api;
 /// `sessionlake run` and `sessionlake up`.
 mod run;
+/// Files dropped into a watched folder while `up` runs.
+mod watch;
 
 use std::collections::HashSet;
 use std::process::Stdio;

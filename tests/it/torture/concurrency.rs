@@ -243,14 +243,19 @@ pub async fn two_api_processes_post_into(lake: &TestLake) {
     let nodes = nodes();
     let keyspace = keyspace(&format!("two_apis_{}", lake.kind()));
     // Both start on an empty lake at once (both may create the raw table),
-    // and compact every 4 commits (overlapping compactions).
-    let start = || {
+    // and compact every 4 commits (overlapping compactions). Each keeps its
+    // own write-ahead log; both fold every 0.1 s (racing commits).
+    let logs_dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
         let mut command =
             lake.command(&["api", "--addr", "127.0.0.1:0", "--cassandra-nodes", &nodes, "--keyspace", &keyspace]);
-        command.env("SESSIONLAKE_API_COMPACT_AFTER_COMMITS", "4");
+        command
+            .env("SESSIONLAKE_API_COMPACT_AFTER_COMMITS", "4")
+            .env("SESSIONLAKE_WAL_DIR", logs_dir.path().join(name))
+            .env("SESSIONLAKE_WAL_FOLD_SECONDS", "0.1");
         command
     };
-    let (first, second) = (start(), start());
+    let (first, second) = (start("a"), start("b"));
     let (a, b) = std::thread::scope(|scope| {
         let a = scope.spawn(|| ApiProcess::spawn(first, "API listening on ", Duration::from_secs(60)));
         let b = scope.spawn(|| ApiProcess::spawn(second, "API listening on ", Duration::from_secs(60)));

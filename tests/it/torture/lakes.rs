@@ -18,17 +18,23 @@ pub struct TestLake {
     location: String,
     /// The AWS settings of an S3 lake (empty for a local one).
     env: BTreeMap<String, String>,
+    /// The API's write-ahead log for an S3 lake (a local lake keeps it in
+    /// the lake's folder), one per lake so concurrent tests never share one.
+    wal_dir: Option<PathBuf>,
 }
 
 impl TestLake {
     /// A lake in a local directory.
     pub fn local(path: &Path) -> Self {
-        Self { location: path.display().to_string(), env: BTreeMap::new() }
+        Self { location: path.display().to_string(), env: BTreeMap::new(), wal_dir: None }
     }
 
     /// A lake under `s3://lake/<prefix>` of `server`.
     pub fn on(server: &S3Server, prefix: &str) -> Self {
-        Self { location: server.location(prefix), env: server.options().clone() }
+        let location = server.location(prefix);
+        let name: String = location.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let wal_dir = std::env::temp_dir().join(format!("sessionlake-it-wal-{}-{name}", std::process::id()));
+        Self { location, env: server.options().clone(), wal_dir: Some(wal_dir) }
     }
 
     /// "local" or "s3", for reports.
@@ -40,6 +46,9 @@ impl TestLake {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = sessionlake(&self.location, args);
         command.envs(&self.env);
+        if let Some(wal_dir) = &self.wal_dir {
+            command.env("SESSIONLAKE_WAL_DIR", wal_dir);
+        }
         command
     }
 

@@ -13,6 +13,8 @@ mod concurrency;
 mod crash;
 /// The generated input files.
 mod dataset;
+/// SIGKILL of the API under POST load: every 202 survives, exactly once.
+mod durability;
 /// Hostile input files: the corpus in `tests/corpus`, each case's outcome.
 mod hostile_files;
 /// Where a test's lake is: local disk or an S3 server.

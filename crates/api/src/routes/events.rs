@@ -43,11 +43,17 @@ pub struct EventIn {
 /// The answer to a committed batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EventsAccepted {
-    /// Events in the batch, all now durably in the raw table (an event
-    /// already there counts: retrying a batch is harmless).
+    /// Events in the batch, all now durable (an event already there
+    /// counts: retrying a batch is harmless).
     pub accepted: usize,
-    /// The raw table version that holds them.
-    pub raw_version: i64,
+    /// The raw table version that holds them, when the API waited for the
+    /// commit (`--ack commit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_version: Option<i64>,
+    /// The API's write-ahead-log record that holds them (`--ack wal`, the
+    /// default): synced to disk, in the raw table within seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_sequence: Option<u64>,
 }
 
 /// Why one event of a batch is invalid.
@@ -149,7 +155,7 @@ async fn accept(state: &AppState, body: Result<Json<Batch>, JsonRejection>) -> R
     })?;
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     metrics.events_accepted.inc_by(count as u64);
-    Ok(EventsAccepted { accepted: count, raw_version: committed.raw_version })
+    Ok(EventsAccepted { accepted: count, raw_version: committed.raw_version, wal_sequence: committed.wal_sequence })
 }
 
 /// The parser's message, fit for a client. When an element is JSON the

@@ -92,7 +92,7 @@ impl EventSink for FakeSink {
         let mut batches = self.batches.lock().unwrap();
         batches.push(events);
         let version = batches.len() as i64;
-        async move { Ok(Committed { raw_version: version }) }.boxed()
+        async move { Ok(Committed::in_raw(version)) }.boxed()
     }
 
     fn health(&self) -> Result<(), Unavailable> {

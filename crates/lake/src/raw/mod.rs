@@ -69,7 +69,7 @@ use crate::schema::{RAW, REJECTED};
 use crate::{progress, txn};
 
 pub use batch::raw_batch;
-pub use live::{Appended, LiveIngest, LiveReport, LiveSettings, LiveStats};
+pub use live::{Appended, Durable, LiveIngest, LiveReport, LiveSettings, LiveStats, WalSettings};
 pub(crate) use merge::{FILTER_CACHE_BYTES, distinct_events, merge_new_rows, writer_properties};
 pub use quarantine::{CORRUPT_FILE, Quarantine, QuarantineChange, QuarantinedFile};
 pub use read::ChunkLimits;

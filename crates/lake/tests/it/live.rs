@@ -17,18 +17,18 @@ use crate::util::{count, counts, generated, gold_content, ingest, open_table, ra
 
 /// The valid events of a generated file, in file order per date (exact
 /// repeats included, as a client retrying would send them).
-fn events_of(path: &Path) -> Vec<Event> {
+pub(crate) fn events_of(path: &Path) -> Vec<Event> {
     let parsed = read_landed_file(path, |_| {}).expect("read generated file");
     parsed.days.into_values().flatten().collect()
 }
 
 /// Distinct raw identities (UNIQUE_ID_ROW: every field) among `events`.
-fn distinct(events: &[Event]) -> u64 {
+pub(crate) fn distinct(events: &[Event]) -> u64 {
     events.iter().collect::<HashSet<_>>().len() as u64
 }
 
 /// Requests of 1, 2, …, 10, 1, 2, … events.
-fn requests(events: &[Event]) -> Vec<Vec<Event>> {
+pub(crate) fn requests(events: &[Event]) -> Vec<Vec<Event>> {
     let mut requests = Vec::new();
     let mut rest = events;
     let mut size = 1;
@@ -70,7 +70,7 @@ fn settings() -> LiveSettings {
     LiveSettings { compact_after_commits: 0, ..LiveSettings::default() }
 }
 
-async fn raw_rows(lake: &Lake) -> u64 {
+pub(crate) async fn raw_rows(lake: &Lake) -> u64 {
     count(lake, "SELECT COUNT(*) FROM r_session_events").await
 }
 
@@ -108,7 +108,7 @@ async fn concurrent_appends_share_commits() {
     for (task, request) in tasks.into_iter().zip(&requests) {
         let appended = task.await.unwrap().expect("acknowledged");
         assert_eq!(appended.events, request.len());
-        versions.insert(appended.raw_version);
+        versions.insert(appended.raw_version().unwrap());
     }
     let seconds = started.elapsed().as_secs_f64();
     let report = live.shutdown().await.unwrap();
@@ -152,7 +152,7 @@ async fn retrying_a_batch_adds_nothing_and_merges_prune_by_date() {
     // One commit (one file) per date.
     let mut first_versions = Vec::new();
     for batch in &batches {
-        first_versions.push(live.append(batch.clone()).await.unwrap().raw_version);
+        first_versions.push(live.append(batch.clone()).await.unwrap().raw_version().unwrap());
     }
     assert_eq!(first_versions, vec![1, 2, 3]);
     assert_eq!(raw_rows(&lake).await, 30);
@@ -162,7 +162,7 @@ async fn retrying_a_batch_adds_nothing_and_merges_prune_by_date() {
     let before = live.stats();
     let retried = live.append(batches[0].clone()).await.unwrap();
     let after = live.stats();
-    assert_eq!(retried.raw_version, 3, "the version read, which holds the events");
+    assert_eq!(retried.raw_version(), Some(3), "the version read, which holds the events");
     assert_eq!(version(&lake, tables::RAW_TABLE_DIR).await, Some(3));
     assert_eq!(raw_rows(&lake).await, 30);
     assert_eq!((after.commits, after.rows_inserted, after.duplicates - before.duplicates), (3, 30, 10));
@@ -175,7 +175,7 @@ async fn retrying_a_batch_adds_nothing_and_merges_prune_by_date() {
     let mut repeated = vec![fresh, fresh];
     repeated.extend_from_slice(&batches[1][..3]);
     let appended = live.append(repeated).await.unwrap();
-    assert_eq!((appended.events, appended.raw_version), (5, 4));
+    assert_eq!((appended.events, appended.raw_version()), (5, Some(4)));
     assert_eq!(raw_rows(&lake).await, 31);
     // Insert-only: the commit adds a file and rewrites none.
     let commit = std::fs::read_to_string(
@@ -295,7 +295,7 @@ async fn a_failed_commit_fails_its_requests_and_later_ones_succeed() {
     let events = events_of(&file);
     let lake = Lake::new(dir.path().join("lake"));
     let live = LiveIngest::start(lake.clone(), LiveSettings { max_conflict_retries: 1, ..settings() }).await.unwrap();
-    assert_eq!(live.append(events[..10].to_vec()).await.unwrap().raw_version, 1);
+    assert_eq!(live.append(events[..10].to_vec()).await.unwrap().raw_version(), Some(1));
 
     // A folder squatting on the next commit's name makes every commit of
     // version 2 fail (delta-rs sees "version exists" and gives up).

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use deltalake::DeltaTable;
 use sessionlake_model::Event;
 use tokio::sync::{OwnedMutexGuard, mpsc, watch};
@@ -15,7 +16,7 @@ use tracing::{error, info, warn};
 
 use super::compaction::{self, CompactionOutcome};
 use super::stats::Counters;
-use super::{LiveSettings, Reply, Request, durable};
+use super::{Backlog, LiveSettings, Reply, Request, durable};
 use crate::error::Result;
 use crate::keys::FilterCache;
 use crate::lake::Lake;
@@ -37,8 +38,21 @@ pub(super) struct Committer {
     closing: watch::Receiver<bool>,
     is_closing: bool,
     counters: Arc<Counters>,
-    /// A request that did not fit in the previous group: it opens the next.
-    carried: Option<Request>,
+    /// Requests taken from the queue and not yet committed (the group being
+    /// merged, the request that opens the next one): shared with the next
+    /// committer, which resumes them if this one dies.
+    backlog: Arc<std::sync::Mutex<Backlog>>,
+    /// With a write-ahead log: the app id its folded sequence is recorded
+    /// under, and where the WAL thread learns it.
+    wal_app_id: Option<String>,
+    folded: Arc<watch::Sender<u64>>,
+    /// Folds of logged records that failed in a row.
+    fold_failures: u32,
+    /// Set once logged records were given up on (only while shutting down,
+    /// after repeated failures): no later commit may then record a folded
+    /// sequence, or the next start would skip them.
+    gave_up: bool,
+    last_group_started: Option<Instant>,
     /// Dates written by live commits since the last compaction started.
     touched_dates: BTreeSet<i32>,
     commits_since_compaction: u64,
@@ -64,9 +78,9 @@ impl Committer {
         settings: LiveSettings,
         table: DeltaTable,
         receiver: OwnedMutexGuard<mpsc::Receiver<Request>>,
-        closing: watch::Receiver<bool>,
-        counters: Arc<Counters>,
+        shared: CommitterShared,
     ) -> Self {
+        let CommitterShared { closing, counters, backlog, wal_app_id, folded } = shared;
         Self {
             lake,
             settings,
@@ -76,7 +90,12 @@ impl Committer {
             closing,
             is_closing: false,
             counters,
-            carried: None,
+            backlog,
+            wal_app_id,
+            folded,
+            fold_failures: 0,
+            gave_up: false,
+            last_group_started: None,
             touched_dates: BTreeSet::new(),
             commits_since_compaction: 0,
             compaction: None,
@@ -88,14 +107,20 @@ impl Committer {
     /// compaction.
     pub(super) async fn run(mut self) {
         loop {
-            let first = match self.carried.take() {
-                Some(request) => request,
-                None => match self.next_request().await {
+            // A group left by a failed fold or by a committer that died.
+            let mut group = std::mem::take(&mut self.backlog().group);
+            if group.is_empty() {
+                let carried = self.backlog().carried.take();
+                let first = match carried {
                     Some(request) => request,
-                    None => break,
-                },
-            };
-            let group = self.take_group(first);
+                    None => match self.next_request().await {
+                        Some(request) => request,
+                        None => break,
+                    },
+                };
+                self.wait_fold_interval().await;
+                group = self.take_group(first);
+            }
             self.commit_group(group).await;
             self.maybe_compact().await;
         }
@@ -112,13 +137,35 @@ impl Committer {
             }
             tokio::select! {
                 biased;
-                changed = self.closing.changed() => {
-                    if changed.is_err() || *self.closing.borrow_and_update() {
-                        self.receiver.close();
-                        self.is_closing = true;
-                    }
-                }
+                changed = self.closing.changed() => self.note_closing(changed.is_err()),
                 request = self.receiver.recv() => return request,
+            }
+        }
+    }
+
+    fn note_closing(&mut self, sender_gone: bool) {
+        if sender_gone || *self.closing.borrow_and_update() {
+            self.receiver.close();
+            self.is_closing = true;
+        }
+    }
+
+    fn backlog(&self) -> std::sync::MutexGuard<'_, Backlog> {
+        self.backlog.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// With a write-ahead log, groups start at most once per fold interval
+    /// (nobody waits for them, and fewer commits make bigger files); the
+    /// requests arriving meanwhile join the next group.
+    async fn wait_fold_interval(&mut self) {
+        let interval = self.settings.wal.as_ref().map_or(Duration::ZERO, |wal| wal.fold_interval);
+        let Some(last) = self.last_group_started else { return };
+        let until = last + interval;
+        while !self.is_closing && Instant::now() < until {
+            tokio::select! {
+                biased;
+                changed = self.closing.changed() => self.note_closing(changed.is_err()),
+                () = tokio::time::sleep_until(until.into()) => {}
             }
         }
     }
@@ -132,7 +179,7 @@ impl Committer {
         while events < limit {
             let Ok(request) = self.receiver.try_recv() else { break };
             if events + request.events.len() > limit {
-                self.carried = Some(request);
+                self.backlog().carried = Some(request);
                 break;
             }
             events += request.events.len();
@@ -144,20 +191,32 @@ impl Committer {
 
     async fn commit_group(&mut self, group: Vec<Request>) {
         let started = Instant::now();
-        let events: usize = group.iter().map(|request| request.events.len()).sum();
-        let outcome = self.merge_group(&group).await;
+        self.last_group_started = Some(started);
+        let events: Vec<Event> = group.iter().flat_map(|request| request.events.iter().copied()).collect();
+        let folds_to = group.iter().filter_map(|request| request.wal_seq).max();
+        let markers = match (&self.wal_app_id, folds_to) {
+            (Some(app_id), Some(seq)) if !self.gave_up => vec![(app_id.clone(), seq as i64)],
+            _ => Vec::new(),
+        };
+        let requests = group.len();
+        // Held where the next committer finds it, should this one die in
+        // the merge.
+        self.backlog().group = group;
+        let outcome = self.merge_events(&events, markers).await;
+        let group = std::mem::take(&mut self.backlog().group);
         let counters = &self.counters;
         counters.groups.fetch_add(1, Relaxed);
         match outcome {
             Ok(commit) => {
                 let elapsed = started.elapsed();
                 info!(
-                    requests = group.len(),
-                    events,
+                    requests,
+                    events = events.len(),
                     distinct = commit.distinct_events,
                     inserted = commit.inserted,
                     version = commit.raw_version,
                     committed = commit.committed,
+                    folded_through = folds_to,
                     files_scanned = commit.files_scanned,
                     files_skipped = commit.files_skipped,
                     conflicts_retried = commit.conflicts_retried,
@@ -166,37 +225,75 @@ impl Committer {
                     ms = elapsed.as_millis() as u64,
                     "committed live events"
                 );
-                Counters::add(&counters.requests_acknowledged, group.len());
-                Counters::add(&counters.events_acknowledged, events);
+                let answered: Vec<&Request> = group.iter().filter(|request| request.reply.is_some()).collect();
+                Counters::add(&counters.requests_acknowledged, answered.len());
+                Counters::add(
+                    &counters.events_acknowledged,
+                    answered.iter().map(|request| request.events.len()).sum::<usize>(),
+                );
                 Counters::add(&counters.rows_inserted, commit.inserted);
-                Counters::add(&counters.duplicates, events as u64 - commit.inserted);
+                Counters::add(&counters.duplicates, events.len() as u64 - commit.inserted);
                 Counters::add(&counters.conflicts_retried, commit.conflicts_retried);
                 Counters::add(&counters.target_files_scanned, commit.files_scanned);
                 Counters::add(&counters.target_files_skipped, commit.files_skipped);
                 counters.last_raw_version.store(commit.raw_version, Relaxed);
                 counters.last_commit_micros.store(elapsed.as_micros() as u64, Relaxed);
+                self.fold_failures = 0;
+                if let Some(seq) = folds_to
+                    && !self.gave_up
+                {
+                    counters.folded_sequence.store(seq, Relaxed);
+                    self.folded.send_replace(seq);
+                }
                 reply_all(group, Ok(commit.raw_version));
             }
             Err(failure) => {
-                error!(requests = group.len(), events, error = %failure, "live commit failed; its requests get the error");
-                Counters::add(&counters.requests_failed, group.len());
+                error!(requests, events = events.len(), error = %failure, "live commit failed");
                 // One line: delta-rs's conflict messages carry a "Help:" line.
                 let reason = failure.to_string().replace('\n', " ");
-                let message: Arc<str> = format!("the commit of {events} events failed: {reason}").into();
-                reply_all(group, Err(message));
+                let (waiting, logged): (Vec<Request>, Vec<Request>) =
+                    group.into_iter().partition(|request| request.reply.is_some());
+                Counters::add(&counters.requests_failed, waiting.len());
+                let message: Arc<str> = format!("the commit of {} events failed: {reason}", events.len()).into();
+                reply_all(waiting, Err(message));
                 // The table may have moved on (or the failure left our view
-                // stale): reload before the next group.
+                // stale): reload before the next attempt.
                 if let Err(reload) = self.table.update_state().await {
                     warn!(error = %reload, "reloading the raw table after a failed live commit failed");
+                }
+                if !logged.is_empty() {
+                    self.retry_logged(logged).await;
                 }
             }
         }
     }
 
-    /// ONE insert-only MERGE for every date of the group, then fsync.
-    async fn merge_group(&mut self, group: &[Request]) -> Result<GroupCommit> {
+    /// Logged records were acknowledged already: a failed fold is tried
+    /// again, after a backoff, before anything newer. Only while shutting
+    /// down are they left, after a few tries, to the next start (which
+    /// folds them from the log).
+    async fn retry_logged(&mut self, logged: Vec<Request>) {
+        self.fold_failures += 1;
+        self.counters.fold_failures.fetch_add(1, Relaxed);
+        if self.is_closing && self.fold_failures >= FOLD_TRIES_WHEN_CLOSING {
+            warn!(
+                requests = logged.len(),
+                "shutting down: these logged requests stay in the write-ahead log and are folded at the next start"
+            );
+            self.gave_up = true;
+            return;
+        }
+        let wait =
+            FOLD_RETRY.build().nth(self.fold_failures.saturating_sub(1).min(64) as usize).unwrap_or(FOLD_RETRY_MAX);
+        self.backlog().group = logged;
+        tokio::time::sleep(wait).await;
+    }
+
+    /// ONE insert-only MERGE for every date of the group, with `markers`
+    /// in its commit, then fsync.
+    async fn merge_events(&mut self, events: &[Event], markers: Vec<(String, i64)>) -> Result<GroupCommit> {
         let mut by_date: BTreeMap<i32, Vec<Event>> = BTreeMap::new();
-        for event in group.iter().flat_map(|request| &request.events) {
+        for event in events {
             by_date.entry(event.event_day()).or_default().push(*event);
         }
         // The same identity as the file-based stage: first of each
@@ -222,7 +319,7 @@ impl Committer {
             self.table.clone(),
             batch,
             &dates,
-            Vec::new(),
+            markers,
             self.settings.max_conflict_retries,
             &self.filters,
         )
@@ -296,10 +393,30 @@ impl Committer {
     }
 }
 
+/// The waits between failed folds of logged records: 200 ms doubling to 10 s.
+const FOLD_RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(200))
+    .with_max_delay(FOLD_RETRY_MAX)
+    .without_max_times();
+const FOLD_RETRY_MAX: Duration = Duration::from_secs(10);
+/// Tries of a failing fold while shutting down before leaving it to the log.
+const FOLD_TRIES_WHEN_CLOSING: u32 = 3;
+
+/// What every committer of one live ingest shares.
+pub(super) struct CommitterShared {
+    pub(super) closing: watch::Receiver<bool>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) backlog: Arc<std::sync::Mutex<Backlog>>,
+    pub(super) wal_app_id: Option<String>,
+    pub(super) folded: Arc<watch::Sender<u64>>,
+}
+
 fn reply_all(group: Vec<Request>, reply: Reply) {
     for request in group {
         // A caller that gave up waiting is not an error.
-        let _ = request.reply.send(reply.clone());
+        if let Some(sender) = request.reply {
+            let _ = sender.send(reply.clone());
+        }
     }
 }
 

@@ -1,6 +1,18 @@
 //! Live ingest: the events of `POST /events` requests → `r_session_events`,
-//! many requests per Delta commit (group commit), each acknowledged only
-//! once the commit holding its events is durable.
+//! many requests per Delta commit (group commit).
+//!
+//! With a write-ahead log (`wal.rs`, [`LiveSettings::wal`]), a request is
+//! acknowledged once its events are synced to the log, a few milliseconds;
+//! the committer folds the logged requests into the raw table at most once
+//! per fold interval, recording the log's sequence in the same commit (a
+//! Delta app transaction), and a restart folds what the table lacks:
+//!
+//! ```text
+//!  append(events) ─► WAL thread (group commit, fdatasync) ─► reply: sequence
+//!                          └─► committer queue ─► (as below, every fold interval; the commit carries live-wal-<replica> = last sequence)
+//! ```
+//!
+//! Without one, each request waits for the commit that holds it:
 //!
 //! ```text
 //!  append(events) ─► bounded queue ─► committer task (owns the raw table handle)
@@ -31,9 +43,12 @@ mod compaction;
 mod durable;
 mod stats;
 mod supervisor;
+mod wal;
+mod wal_writer;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sessionlake_model::Event;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
@@ -69,6 +84,28 @@ pub struct LiveSettings {
     /// How many times a MERGE that lost a commit race is re-run on the
     /// reloaded table (default 10); compaction uses the same bound.
     pub max_conflict_retries: u32,
+    /// Acknowledge from a write-ahead log instead of waiting for the
+    /// commit (default: none).
+    pub wal: Option<WalSettings>,
+}
+
+/// Where and how live ingest keeps its write-ahead log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalSettings {
+    /// The log's folder, on a local disk, used by one process at a time.
+    pub dir: PathBuf,
+    /// The shortest time between two folds into the raw table (default 1 s).
+    pub fold_interval: Duration,
+    /// Size at which a new segment file is started (default 64 MiB); a
+    /// segment is deleted once the raw table holds all its records.
+    pub segment_bytes: u64,
+}
+
+impl WalSettings {
+    /// The default settings for a log in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), fold_interval: Duration::from_secs(1), segment_bytes: 64 << 20 }
+    }
 }
 
 impl Default for LiveSettings {
@@ -80,6 +117,7 @@ impl Default for LiveSettings {
             compact_target_size: 64 << 20,
             fsync: true,
             max_conflict_retries: 10,
+            wal: None,
         }
     }
 }
@@ -89,12 +127,32 @@ impl Default for LiveSettings {
 pub struct Appended {
     /// Events in the request.
     pub events: usize,
-    /// A raw table version holding every event of the request: the group's
-    /// commit, or the version read when all of them were there already.
-    pub raw_version: i64,
-    /// Time from the call to the acknowledgement: queueing, the wait for
-    /// the commit in progress, then the group's own commit.
+    /// Where the events are durable now.
+    pub durable_in: Durable,
+    /// Time from the call to the acknowledgement: queueing, then the sync
+    /// of the log or the group's commit.
     pub commit_seconds: f64,
+}
+
+impl Appended {
+    /// The raw version holding the events, when the append waited for it.
+    pub fn raw_version(&self) -> Option<i64> {
+        match self.durable_in {
+            Durable::RawVersion(version) => Some(version),
+            Durable::WalSequence(_) => None,
+        }
+    }
+}
+
+/// Where an acknowledged request's events are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Durable {
+    /// In the raw table, at this version or before: the group's commit, or
+    /// the version read when all of them were there already.
+    RawVersion(i64),
+    /// In the write-ahead log, as the record with this sequence; in the raw
+    /// table after the next fold (about one fold interval).
+    WalSequence(u64),
 }
 
 /// What a live ingest run did, returned by [`LiveIngest::shutdown`].
@@ -106,15 +164,29 @@ pub struct LiveReport {
     pub seconds: f64,
 }
 
-/// One `append` waiting for its commit.
+/// One request for the committer: an `append` waiting for its commit, or a
+/// record of the write-ahead log (already acknowledged).
 struct Request {
     events: Vec<Event>,
-    reply: oneshot::Sender<Reply>,
+    /// `None` for a logged record: nobody waits for its commit.
+    reply: Option<oneshot::Sender<Reply>>,
+    /// The record's sequence in the write-ahead log.
+    wal_seq: Option<u64>,
 }
 
-/// The raw version holding a request's events, or why its group failed
-/// (one message shared by every request of the group).
+/// The raw version holding a request's events (or, from the WAL thread, the
+/// record's sequence), or why it failed (one message shared by a group).
 type Reply = std::result::Result<i64, Arc<str>>;
+
+/// Requests out of the queue but not committed yet, kept where the next
+/// committer finds them if the running one dies.
+#[derive(Default)]
+struct Backlog {
+    /// The group being merged, or one to merge again.
+    group: Vec<Request>,
+    /// The request that did not fit in the group: it opens the next.
+    carried: Option<Request>,
+}
 
 /// Handle to the background committer. Clones share it; it is `Send + Sync`.
 #[derive(Clone)]
@@ -124,6 +196,8 @@ pub struct LiveIngest {
 
 struct Shared {
     sender: mpsc::Sender<Request>,
+    /// With a write-ahead log: appends go to its thread instead.
+    wal: Option<WalHandle>,
     closing: watch::Sender<bool>,
     /// The supervisor, which runs the committer (again after a failure).
     committer: Mutex<Option<JoinHandle<()>>>,
@@ -131,6 +205,12 @@ struct Shared {
     health: Arc<supervisor::Health>,
     max_events_per_commit: usize,
     started: Instant,
+}
+
+struct WalHandle {
+    sender: mpsc::Sender<wal_writer::Message>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    replica: String,
 }
 
 impl std::fmt::Debug for LiveIngest {
@@ -157,6 +237,14 @@ impl LiveIngest {
         let counters = Arc::new(stats::Counters::new(table.version().map(|version| version as i64)));
         let health = Arc::new(supervisor::Health::default());
         let max_events_per_commit = settings.max_events_per_commit;
+        let backlog = Arc::new(std::sync::Mutex::new(Backlog::default()));
+        let (folded, folded_seen) = watch::channel(0);
+        let folded = Arc::new(folded);
+        let wal = match &settings.wal {
+            Some(wal_settings) => Some(open_wal(&table, wal_settings, &sender, folded_seen, &counters).await?),
+            None => None,
+        };
+        let wal_app_id = wal.as_ref().map(|wal| wal::app_id(&wal.replica));
         let is_closing = {
             let closing_seen = closing_seen.clone();
             move || *closing_seen.borrow()
@@ -167,7 +255,14 @@ impl LiveIngest {
             move |attempt: u64| {
                 let (lake, settings, receiver) = (lake.clone(), settings.clone(), receiver.clone());
                 // A clone sees a shutdown asked for before it existed.
-                let (closing_seen, counters, health) = (closing_seen.clone(), counters.clone(), health.clone());
+                let shared = committer::CommitterShared {
+                    closing: closing_seen.clone(),
+                    counters: counters.clone(),
+                    backlog: backlog.clone(),
+                    wal_app_id: wal_app_id.clone(),
+                    folded: folded.clone(),
+                };
+                let health = health.clone();
                 let opened = opened.take();
                 async move {
                     let table = match opened {
@@ -179,7 +274,7 @@ impl LiveIngest {
                     };
                     let receiver = receiver.lock_owned().await;
                     supervisor::started(&health, attempt);
-                    committer::Committer::new(lake, settings, table, receiver, closing_seen, counters).run().await;
+                    committer::Committer::new(lake, settings, table, receiver, shared).run().await;
                     supervisor::Ended::Stopped
                 }
             }
@@ -193,6 +288,7 @@ impl LiveIngest {
         Ok(LiveIngest {
             shared: Arc::new(Shared {
                 sender,
+                wal,
                 closing,
                 committer: Mutex::new(Some(handle)),
                 counters,
@@ -201,6 +297,12 @@ impl LiveIngest {
                 started: Instant::now(),
             }),
         })
+    }
+
+    /// The write-ahead log's replica id (its commits carry the app id
+    /// `live-wal-<replica>`); `None` without a log.
+    pub fn wal_replica(&self) -> Option<&str> {
+        self.shared.wal.as_ref().map(|wal| wal.replica.as_str())
     }
 
     /// `Ok` while the committer runs; an error saying why while it does
@@ -231,13 +333,29 @@ impl LiveIngest {
             return Err(live_error(format!("{why}; nothing was written, retry shortly")));
         }
         let (reply, replied) = oneshot::channel();
-        self.shared.sender.send(Request { events, reply }).await.map_err(|_| stopped())?;
+        match &self.shared.wal {
+            Some(wal) => {
+                if *self.shared.closing.borrow() {
+                    return Err(stopped());
+                }
+                let message = wal_writer::Message::Append { events, reply };
+                wal.sender.send(message).await.map_err(|_| stopped())?;
+            }
+            None => {
+                let request = Request { events, reply: Some(reply), wal_seq: None };
+                self.shared.sender.send(request).await.map_err(|_| stopped())?;
+            }
+        }
         self.shared.counters.request_received();
-        let raw_version = replied
+        let answer = replied
             .await
             .map_err(|_| live_error("live ingest stopped before acknowledging; retrying is harmless".to_string()))?
             .map_err(|message| live_error(message.to_string()))?;
-        Ok(Appended { events: count, raw_version, commit_seconds: started.elapsed().as_secs_f64() })
+        let durable_in = match self.shared.wal {
+            Some(_) => Durable::WalSequence(answer as u64),
+            None => Durable::RawVersion(answer),
+        };
+        Ok(Appended { events: count, durable_in, commit_seconds: started.elapsed().as_secs_f64() })
     }
 
     /// Stops accepting requests (later `append`s fail), commits every
@@ -245,6 +363,18 @@ impl LiveIngest {
     /// the counters. Works from any clone; a second call waits for the
     /// first and returns the same final counters.
     pub async fn shutdown(self) -> Result<LiveReport> {
+        if let Some(wal) = &self.shared.wal {
+            // Appends fail from now on; the WAL thread logs those already
+            // waiting, hands them to the committer, and stops.
+            let _ = wal.sender.send(wal_writer::Message::Close).await;
+            let thread = wal.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(thread) = thread {
+                tokio::task::spawn_blocking(move || thread.join())
+                    .await
+                    .map_err(|join| live_error(format!("waiting for the write-ahead log thread failed: {join}")))?
+                    .map_err(|_| live_error("the write-ahead log thread panicked".to_string()))?;
+            }
+        }
         self.shared.closing.send_replace(true);
         let mut committer = self.shared.committer.lock().await;
         if let Some(handle) = committer.take() {
@@ -260,6 +390,44 @@ impl LiveIngest {
         stats.committer_restarts = self.shared.health.restarts.load(std::sync::atomic::Ordering::Relaxed);
         stats
     }
+}
+
+/// Opens the log, finds which of its records the raw table lacks (those
+/// after the sequence its commits recorded), and starts the WAL thread,
+/// which hands those to the committer first.
+async fn open_wal(
+    table: &deltalake::DeltaTable,
+    settings: &WalSettings,
+    committer: &mpsc::Sender<Request>,
+    folded: watch::Receiver<u64>,
+    counters: &Arc<stats::Counters>,
+) -> Result<WalHandle> {
+    let (dir, segment_bytes) = (settings.dir.clone(), settings.segment_bytes);
+    let wal::Opened { mut wal, records } = tokio::task::spawn_blocking(move || wal::Wal::open(&dir, segment_bytes))
+        .await
+        .map_err(|join| live_error(format!("opening the write-ahead log failed: {join}")))??;
+    let folded_through =
+        crate::txn::applied_version(table, RAW.name, &wal.app_id()).await?.map_or(0, |seq| seq.max(0) as u64);
+    wal.continue_after(folded_through)?;
+    let pending: Vec<wal::Record> = records.into_iter().filter(|record| record.seq > folded_through).collect();
+    counters.folded_sequence.store(folded_through, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        dir = %settings.dir.display(),
+        replica = wal.replica(),
+        folded_through,
+        pending = pending.len(),
+        "write-ahead log open"
+    );
+    let replica = wal.replica().to_string();
+    let (sender, receiver) = mpsc::channel(settings_capacity());
+    let thread = wal_writer::spawn(wal, pending, receiver, committer.clone(), folded, counters.clone())
+        .map_err(|error| live_error(format!("starting the write-ahead log thread failed: {error}")))?;
+    Ok(WalHandle { sender, thread: std::sync::Mutex::new(Some(thread)), replica })
+}
+
+/// Appends waiting for the WAL thread: enough for one sync's worth.
+fn settings_capacity() -> usize {
+    8_192
 }
 
 fn live_error(message: String) -> LakeError {

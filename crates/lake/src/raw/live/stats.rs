@@ -46,6 +46,18 @@ pub struct LiveStats {
     pub last_commit_seconds: f64,
     /// Times the committer was started again after dying.
     pub committer_restarts: u64,
+    /// With a write-ahead log: the sequence of the last record synced
+    /// (acknowledged); 0 before the first.
+    pub wal_sequence: u64,
+    /// With a write-ahead log: every record up to this sequence is in the
+    /// raw table.
+    pub folded_sequence: u64,
+    /// With a write-ahead log: records found in it at start that the raw
+    /// table did not hold yet, folded before any new request.
+    pub wal_records_replayed: u64,
+    /// Folds of logged records into the raw table that failed and were
+    /// tried again (the records stay in the log meanwhile).
+    pub fold_failures: u64,
 }
 
 /// The shared atomics behind [`LiveStats`].
@@ -69,6 +81,10 @@ pub(super) struct Counters {
     /// -1: none.
     pub(super) last_raw_version: AtomicI64,
     pub(super) last_commit_micros: AtomicU64,
+    pub(super) wal_sequence: AtomicU64,
+    pub(super) folded_sequence: AtomicU64,
+    pub(super) wal_records_replayed: AtomicU64,
+    pub(super) fold_failures: AtomicU64,
 }
 
 impl Counters {
@@ -107,6 +123,10 @@ impl Counters {
             last_commit_seconds: self.last_commit_micros.load(Relaxed) as f64 / 1e6,
             // Kept by the supervisor; filled in by `LiveIngest::stats`.
             committer_restarts: 0,
+            wal_sequence: self.wal_sequence.load(Relaxed),
+            folded_sequence: self.folded_sequence.load(Relaxed),
+            wal_records_replayed: self.wal_records_replayed.load(Relaxed),
+            fold_failures: self.fold_failures.load(Relaxed),
         }
     }
 }

@@ -1,0 +1,3 @@
+module sessionlake/tools/postload
+
+go 1.22
