@@ -67,6 +67,9 @@ pub struct RunningApi {
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
     live: LiveIngest,
+    /// Live ingest's own runtime: its merges are CPU work that must not
+    /// hold up the request handlers' threads.
+    _ingest_runtime: IngestRuntime,
     grace: Duration,
     started: Instant,
 }
@@ -92,8 +95,19 @@ impl RunningApi {
         if let Some(wal) = &live_settings.wal {
             info!(dir = %wal.dir.display(), "posted events are acknowledged once synced to this write-ahead log");
         }
-        let live = LiveIngest::start(global.lake.clone(), live_settings)
+        let ingest_runtime = IngestRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("live-ingest")
+                .enable_all()
+                .build()
+                .context("while starting live ingest's runtime")?,
+        ));
+        let live = ingest_runtime
+            .handle()
+            .spawn(LiveIngest::start(global.lake.clone(), live_settings))
             .await
+            .context("live ingest's start failed")?
             .context("while opening the raw table for live ingest")?;
         let state = AppState::new(settings, Arc::new(LakeSink(live.clone())));
         let listener = tokio::net::TcpListener::bind(options.addr)
@@ -102,14 +116,14 @@ impl RunningApi {
         let addr = listener.local_addr()?;
         info!(%addr, "API listening");
         let grace = options.shutdown_grace_seconds;
-        Ok(Self { state, addr, listener, live, grace, started })
+        Ok(Self { state, addr, listener, live, _ingest_runtime: ingest_runtime, grace, started })
     }
 
     /// Serves until `stop` resolves; requests in flight then get the grace
     /// period to finish, and the events already posted are committed.
     /// Returns the report.
     pub async fn serve(self, stop: Shared<BoxFuture<'static, ()>>) -> Result<serde_json::Value> {
-        let Self { state, addr, listener, live, grace, started } = self;
+        let Self { state, addr, listener, live, _ingest_runtime, grace, started } = self;
         let server = sessionlake_api::serve(listener, sessionlake_api::router(state), stop.clone());
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -124,6 +138,26 @@ impl RunningApi {
             "live": live_report,
             "seconds": started.elapsed().as_secs_f64(),
         }))
+    }
+}
+
+/// Live ingest's runtime (one worker thread), so that its merges never hold
+/// up a request handler's thread. Dropped without waiting: a runtime may
+/// not be dropped from async code, and by then its tasks are done (or the
+/// API failed to start).
+struct IngestRuntime(Option<tokio::runtime::Runtime>);
+
+impl IngestRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("live until dropped").handle()
+    }
+}
+
+impl Drop for IngestRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

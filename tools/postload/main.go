@@ -1,5 +1,6 @@
 // postload drives POST /events at a fixed rate (open loop) from many
-// keep-alive connections, every batch with events no other batch has, and
+// keep-alive connections, every batch with events no other batch has (with
+// -events 10: the start and end of 5 new sessions), and
 // prints what it got as one JSON object: requests, statuses, accepted
 // events per second, and latency percentiles measured from each request's
 // scheduled send time (so a slow server cannot hide its queueing: no
@@ -60,6 +61,8 @@ func main() {
 			defer workers.Done()
 			random := rand.New(rand.NewSource(int64(*tag) + int64(w)))
 			var body bytes.Buffer
+			var player string
+			var startMinute, length int
 			for slot := range slots {
 				scheduled := start.Add(time.Duration(slot) * interval)
 				if wait := time.Until(scheduled); wait > 0 {
@@ -71,14 +74,17 @@ func main() {
 					if i > 0 {
 						body.WriteByte(',')
 					}
-					n := uint64(slot)*uint64(*events) + uint64(i)
+					// Events 2k and 2k+1 are the start and the end of one
+					// session (a player's session of 1 to 60 minutes).
+					n := uint64(slot)*uint64(*events) + uint64(i/2)
 					session := fmt.Sprintf("%08x-%04x-4%03x-8000-%012x", uint32(*tag), uint16(*tag>>32), n>>48&0xfff, n&0xffffffffffff)
-					player := fmt.Sprintf("%016x%016x", *tag, random.Uint64())
-					ts := fmt.Sprintf("%sT%02d:%02d:%02d.%06d", *day, random.Intn(24), random.Intn(60), random.Intn(60), random.Intn(1000000))
 					if i%2 == 0 {
-						fmt.Fprintf(&body, `{"event":"start","ts":"%s","session_id":"%s","player_id":"%s","country":"%s"}`, ts, session, player, countries[random.Intn(len(countries))])
+						player = fmt.Sprintf("%016x%016x", *tag, random.Uint64())
+						startMinute = random.Intn(22 * 60)
+						length = 1 + random.Intn(60)
+						fmt.Fprintf(&body, `{"event":"start","ts":"%s","session_id":"%s","player_id":"%s","country":"%s"}`, stamp(*day, startMinute, random), session, player, countries[random.Intn(len(countries))])
 					} else {
-						fmt.Fprintf(&body, `{"event":"end","ts":"%s","session_id":"%s","player_id":"%s"}`, ts, session, player)
+						fmt.Fprintf(&body, `{"event":"end","ts":"%s","session_id":"%s","player_id":"%s"}`, stamp(*day, startMinute+length, random), session, player)
 					}
 				}
 				body.WriteByte(']')
@@ -151,6 +157,11 @@ func main() {
 	if statuses["202"] != total {
 		fmt.Fprintln(os.Stderr, "postload: not every answer was 202:", strings.TrimSpace(fmt.Sprint(statuses)))
 	}
+}
+
+// stamp is a timestamp `minute` minutes into `day`, with random seconds.
+func stamp(day string, minute int, random *rand.Rand) string {
+	return fmt.Sprintf("%sT%02d:%02d:%02d.%06d", day, minute/60, minute%60, random.Intn(60), random.Intn(1000000))
 }
 
 type probeResults struct {
