@@ -92,9 +92,7 @@ impl RunningApi {
             info!("no SESSIONLAKE_API_TOKEN_SECRET: page tokens are valid in this process only");
         }
         let live_settings = options.live_settings(global);
-        if let Some(wal) = &live_settings.wal {
-            info!(dir = %wal.dir.display(), "posted events are acknowledged once synced to this write-ahead log");
-        }
+        let wal_dir = live_settings.wal.as_ref().map(|wal| wal.dir.clone());
         let ingest_runtime = IngestRuntime(Some(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -109,6 +107,13 @@ impl RunningApi {
             .await
             .context("live ingest's start failed")?
             .context("while opening the raw table for live ingest")?;
+        if let (Some(dir), Some(replica)) = (wal_dir, live.wal_replica()) {
+            info!(
+                dir = %dir.display(),
+                replica,
+                "posted events are acknowledged once synced to this write-ahead log (its folds carry live-wal-{replica})"
+            );
+        }
         let state = AppState::new(settings, Arc::new(LakeSink(live.clone())));
         let listener = tokio::net::TcpListener::bind(options.addr)
             .await
@@ -164,17 +169,17 @@ impl Drop for IngestRuntime {
 impl ApiOptions {
     /// Live ingest's settings from these options.
     fn live_settings(&self, global: &GlobalArgs) -> LiveSettings {
-        let wal = match self.ack {
-            AckMode::Commit => None,
+        let settings = match self.ack {
+            AckMode::Commit => LiveSettings::default(),
             AckMode::Wal => {
                 let dir = self.wal_dir.clone().unwrap_or_else(|| match global.lake.local_root() {
                     Some(root) => root.join("_wal").join("api"),
                     None => PathBuf::from("sessionlake-wal"),
                 });
-                Some(WalSettings { fold_interval: self.wal_fold_seconds, ..WalSettings::new(dir) })
+                LiveSettings::with_wal(WalSettings { fold_interval: self.wal_fold_seconds, ..WalSettings::new(dir) })
             }
         };
-        LiveSettings { compact_after_commits: self.compact_after_commits, wal, ..LiveSettings::default() }
+        LiveSettings { compact_after_commits: self.compact_after_commits, ..settings }
     }
 
     /// The API's settings from these options.

@@ -130,6 +130,21 @@ func main() {
 			accepted += *events
 		}
 	}
+	// p99 of each 10-second window of scheduled sends: shows whether slow
+	// answers come in bursts (a flush, a fold) or all along.
+	var windows [][]float64
+	for slot, r := range results {
+		w := int(float64(slot) / float64(*rate) / 10)
+		for len(windows) <= w {
+			windows = append(windows, nil)
+		}
+		windows[w] = append(windows[w], float64(r.latency.Microseconds())/1000)
+	}
+	windowP99 := make([]float64, len(windows))
+	for i, window := range windows {
+		sort.Float64s(window)
+		windowP99[i] = window[int(0.99*float64(len(window)-1))]
+	}
 	sort.Float64s(latencies)
 	pick := func(q float64) float64 {
 		if len(latencies) == 0 {
@@ -141,7 +156,7 @@ func main() {
 		"requests": total, "statuses": statuses, "events_accepted": accepted, "seconds": seconds,
 		"requests_per_second_offered": *rate, "events_per_second_accepted": float64(accepted) / seconds,
 		"p50_ms": pick(0.50), "p90_ms": pick(0.90), "p99_ms": pick(0.99), "max_ms": pick(1.0),
-		"connections": *connections, "events_per_request": *events,
+		"connections": *connections, "events_per_request": *events, "p99_ms_per_10s": windowP99,
 	}
 	if *probeEvery > 0 {
 		sort.Float64s(probes.lags)

@@ -1,12 +1,15 @@
-//! Writing serving rows: prepared statements, one unlogged batch per
-//! partition chunk, a bounded number of requests in flight, and retries
-//! with backoff while Cassandra is unavailable. Every write is an upsert or
-//! a delete by primary key, so writing a row twice is harmless; unknown
-//! values are left unset (never null), so an older image cannot erase a
-//! known value. Deletes remove the rows of a session's earlier images whose
+//! Writing serving rows: prepared statements, unlogged batches of rows
+//! whose partitions have the same replicas (the grouping the Spark
+//! Cassandra connector uses by default: one request, and the coordinator it
+//! is routed to holds every row), a bounded number of requests in flight,
+//! and retries with backoff while Cassandra is unavailable. Every write is
+//! an upsert or a delete by primary key, so writing a row twice is
+//! harmless; unknown values are left unset (never null), so an older image
+//! cannot erase a known value. Deletes remove the rows of a session's earlier images whose
 //! key its newest image no longer has (a start that moved earlier, an end
 //! that moved later).
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, stream};
 use scylla::client::execution_profile::ExecutionProfileHandle;
 use scylla::client::session::Session;
+use scylla::routing::Token;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, MaybeUnset};
@@ -31,7 +35,7 @@ use crate::rows::{CompletedKey, CompletedRow, StaleRows, StartedKey, StartedRow}
 pub struct WriteSettings {
     /// Requests in flight at once.
     pub concurrency: usize,
-    /// Most rows in one (single-partition) batch.
+    /// Most rows in one batch (of partitions with the same replicas).
     pub batch_rows: usize,
     /// How long to keep retrying while no request succeeds (`None`: forever).
     pub patience: Option<Duration>,
@@ -74,6 +78,7 @@ impl Chunk<'_> {
 #[derive(Debug, Clone)]
 pub struct Writer {
     session: Arc<Session>,
+    keyspace: String,
     started: PreparedStatement,
     completed: PreparedStatement,
     delete_started: PreparedStatement,
@@ -123,6 +128,7 @@ impl Writer {
         }
         Ok(Self {
             session,
+            keyspace: keyspace.clone(),
             started,
             completed,
             delete_started,
@@ -133,9 +139,9 @@ impl Writer {
         })
     }
 
-    /// Writes all rows (sorting them by partition) and deletes the stale
-    /// ones, telling `on_rows_done` how many rows each acknowledged request
-    /// carried (the caller's progress).
+    /// Writes all rows (grouping them by the replicas of their partition)
+    /// and deletes the stale ones, telling `on_rows_done` how many rows each
+    /// acknowledged request carried (the caller's progress).
     pub async fn write(
         &self,
         started: &mut [StartedRow],
@@ -143,16 +149,15 @@ impl Writer {
         stale: &StaleRows,
         on_rows_done: &(dyn Fn(u64) + Sync),
     ) -> Result<WriteOutcome> {
-        started.sort_unstable_by(|a, b| (&a.country, a.start_day_ms).cmp(&(&b.country, b.start_day_ms)));
-        completed.sort_unstable_by(|a, b| a.player_id.cmp(&b.player_id));
         let batch_rows = self.settings.batch_rows.max(1);
-        let mut pending: Vec<Chunk<'_>> =
-            partition_chunks(started, batch_rows, |a, b| a.country == b.country && a.start_day_ms == b.start_day_ms)
-                .map(Chunk::Started)
-                .chain(partition_chunks(completed, batch_rows, |a, b| a.player_id == b.player_id).map(Chunk::Completed))
-                .chain(stale.started.iter().map(Chunk::StaleStarted))
-                .chain(stale.completed.iter().map(Chunk::StaleCompleted))
-                .collect();
+        let started_groups = self.replica_groups(&self.started, STARTED_TABLE, started);
+        let completed_groups = self.replica_groups(&self.completed, COMPLETED_TABLE, completed);
+        let mut pending: Vec<Chunk<'_>> = group_chunks(started, &started_groups, batch_rows)
+            .map(Chunk::Started)
+            .chain(group_chunks(completed, &completed_groups, batch_rows).map(Chunk::Completed))
+            .chain(stale.started.iter().map(Chunk::StaleStarted))
+            .chain(stale.completed.iter().map(Chunk::StaleCompleted))
+            .collect();
 
         let mut outcome = WriteOutcome::default();
         let mut delays = unavailable_delays();
@@ -195,6 +200,26 @@ impl Writer {
             }
         }
         Ok(outcome)
+    }
+
+    /// Sorts `rows` by the replicas of their partition, then by partition,
+    /// and returns each row's replica group in the new order. A row whose
+    /// replicas are unknown (no token or ring yet) is in group 0: still
+    /// written, by a coordinator that forwards what it does not hold.
+    fn replica_groups<R: ServingRow>(&self, statement: &PreparedStatement, table: &str, rows: &mut [R]) -> Vec<u64> {
+        let cluster = self.session.get_cluster_state();
+        let group_of = |row: &R| -> u64 {
+            let Some(token) = row.token(statement) else { return 0 };
+            let mut hasher = std::hash::DefaultHasher::new();
+            for (node, _) in cluster.get_token_endpoints(&self.keyspace, table, token) {
+                node.host_id.hash(&mut hasher);
+            }
+            hasher.finish()
+        };
+        rows.sort_unstable_by(R::partition_cmp);
+        // Stable: each group keeps its partitions together and in order.
+        rows.sort_by_cached_key(group_of);
+        rows.iter().map(group_of).collect()
     }
 
     /// Sends one chunk; `None` when the crash-test budget is spent.
@@ -286,24 +311,59 @@ fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
     value.map_or(MaybeUnset::Unset, MaybeUnset::Set)
 }
 
-/// Splits rows sorted by partition into runs of one partition, each at most
-/// `limit` long.
-fn partition_chunks<'a, T>(
-    rows: &'a [T],
-    limit: usize,
-    same_partition: impl Fn(&T, &T) -> bool + 'a,
-) -> impl Iterator<Item = &'a [T]> + 'a {
-    rows.chunk_by(same_partition).flat_map(move |run| run.chunks(limit))
+/// What grouping needs of a serving row: its partition's order and token.
+trait ServingRow {
+    fn partition_cmp(&self, other: &Self) -> std::cmp::Ordering;
+    fn token(&self, insert: &PreparedStatement) -> Option<Token>;
+}
+
+impl ServingRow for StartedRow {
+    fn partition_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.country, self.start_day_ms).cmp(&(&other.country, other.start_day_ms))
+    }
+
+    fn token(&self, insert: &PreparedStatement) -> Option<Token> {
+        insert.calculate_token(&started_values(self)).ok().flatten()
+    }
+}
+
+impl ServingRow for CompletedRow {
+    fn partition_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.player_id.cmp(&other.player_id)
+    }
+
+    fn token(&self, insert: &PreparedStatement) -> Option<Token> {
+        insert.calculate_token(&completed_values(self)).ok().flatten()
+    }
+}
+
+/// Splits rows sorted by replica group (`groups[i]` is row i's) into runs
+/// of one group, each at most `limit` long.
+fn group_chunks<'a, T>(rows: &'a [T], groups: &'a [u64], limit: usize) -> impl Iterator<Item = &'a [T]> + 'a {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= rows.len() {
+            return None;
+        }
+        let group = groups[start];
+        let run = groups[start..].iter().take(limit).take_while(|&&other| other == group).count();
+        let chunk = &rows[start..start + run];
+        start += run;
+        Some(chunk)
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::partition_chunks;
+    use super::group_chunks;
 
     #[test]
-    fn chunks_never_mix_partitions_and_respect_the_limit() {
-        let rows = [1, 1, 1, 2, 3, 3];
-        let chunks: Vec<&[i32]> = partition_chunks(&rows, 2, |a, b| a == b).collect();
-        assert_eq!(chunks, vec![&[1, 1][..], &[1], &[2], &[3, 3]]);
+    fn chunks_never_mix_replica_groups_and_respect_the_limit() {
+        let rows = ["a1", "a2", "a3", "b1", "c1", "c2"];
+        let groups = [7, 7, 7, 3, 9, 9];
+        let chunks: Vec<&[&str]> = group_chunks(&rows, &groups, 2).collect();
+        assert_eq!(chunks, vec![&["a1", "a2"][..], &["a3"], &["b1"], &["c1", "c2"]]);
+        assert_eq!(group_chunks(&rows, &groups, 100).count(), 3);
+        assert_eq!(group_chunks(&rows[..0], &groups[..0], 2).count(), 0);
     }
 }

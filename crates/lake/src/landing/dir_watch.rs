@@ -44,11 +44,6 @@ impl DirWatch {
         Self { dir: dir.into(), settle, pending: HashMap::new(), taken: HashSet::new() }
     }
 
-    /// The watched folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Lists the folder and returns the files that have become complete
     /// since the last call, in name order.
     pub fn ready(&mut self, now: Instant) -> Result<Vec<PathBuf>> {

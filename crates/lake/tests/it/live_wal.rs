@@ -19,8 +19,7 @@ use crate::util::{counts, generated};
 fn settings(wal_dir: &Path, fold_interval: Duration) -> LiveSettings {
     LiveSettings {
         compact_after_commits: 0,
-        wal: Some(WalSettings { fold_interval, ..WalSettings::new(wal_dir) }),
-        ..LiveSettings::default()
+        ..LiveSettings::with_wal(WalSettings { fold_interval, ..WalSettings::new(wal_dir) })
     }
 }
 

@@ -122,6 +122,18 @@ impl Default for LiveSettings {
     }
 }
 
+impl LiveSettings {
+    /// Settings that acknowledge from the write-ahead log `wal`. The log,
+    /// not the committer's queue, is what makes an answer durable, so the
+    /// queue is sized to ride out a slow fold (65,536 requests, about 30 s
+    /// at 2,000 requests/s) rather than to hold the answers back, and a
+    /// group may take up to 500,000 events, so that a fold that fell behind
+    /// catches up in one larger commit.
+    pub fn with_wal(wal: WalSettings) -> Self {
+        Self { max_events_per_commit: 500_000, queue_capacity: 65_536, wal: Some(wal), ..Self::default() }
+    }
+}
+
 /// What one acknowledged `append` got.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Appended {
@@ -419,16 +431,14 @@ async fn open_wal(
         "write-ahead log open"
     );
     let replica = wal.replica().to_string();
-    let (sender, receiver) = mpsc::channel(settings_capacity());
+    let (sender, receiver) = mpsc::channel(WAL_QUEUE_CAPACITY);
     let thread = wal_writer::spawn(wal, pending, receiver, committer.clone(), folded, counters.clone())
         .map_err(|error| live_error(format!("starting the write-ahead log thread failed: {error}")))?;
     Ok(WalHandle { sender, thread: std::sync::Mutex::new(Some(thread)), replica })
 }
 
 /// Appends waiting for the WAL thread: enough for one sync's worth.
-fn settings_capacity() -> usize {
-    8_192
-}
+const WAL_QUEUE_CAPACITY: usize = 8_192;
 
 fn live_error(message: String) -> LakeError {
     LakeError::Unexpected { table: RAW.name, message }
