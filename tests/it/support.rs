@@ -80,30 +80,12 @@ impl PreparedLake {
 
     /// Lands one more generated file and refines it up to gold.
     pub fn add_file(&mut self, sessions: u64, seed: u64) {
-        let file = self.dir.path().join(format!("events-{seed}.jsonl.bz2"));
-        let truth = self.dir.path().join(format!("truth-{seed}.json"));
-        let (file_arg, truth_arg) = (file.display().to_string(), truth.display().to_string());
-        let (sessions, seed) = (sessions.to_string(), seed.to_string());
-        report(sessionlake(
-            &self.lake,
-            &[
-                "generate",
-                "--out",
-                &file_arg,
-                "--sessions",
-                &sessions,
-                "--seed",
-                &seed,
-                "--anomaly-rate",
-                "0.02",
-                "--truth",
-                &truth_arg,
-            ],
-        ));
+        let (file, truth) = generate(self.dir.path(), sessions, seed);
+        let file_arg = file.display().to_string();
         report(sessionlake(&self.lake, &["ingest", "--source", &file_arg]));
         report(sessionlake(&self.lake, &["raw"]));
         report(sessionlake(&self.lake, &["sessions"]));
-        self.truths.push(serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap());
+        self.truths.push(truth);
     }
 
     /// Sum of a numeric truth field over the files landed.
@@ -415,4 +397,31 @@ impl Drop for ApiProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// Generates `events-<seed>.jsonl.bz2` in `dir`: `sessions` sessions with 2%
+/// anomalies. Returns the file's path and its truth.
+pub fn generate(dir: &Path, sessions: u64, seed: u64) -> (PathBuf, Value) {
+    let file = dir.join(format!("events-{seed}.jsonl.bz2"));
+    let truth = dir.join(format!("truth-{seed}.json"));
+    let (file_arg, truth_arg) = (file.display().to_string(), truth.display().to_string());
+    let (sessions, seed) = (sessions.to_string(), seed.to_string());
+    report(sessionlake(
+        dir.join("unused-lake"),
+        &[
+            "generate",
+            "--out",
+            &file_arg,
+            "--sessions",
+            &sessions,
+            "--seed",
+            &seed,
+            "--anomaly-rate",
+            "0.02",
+            "--truth",
+            &truth_arg,
+        ],
+    ));
+    let truth = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
+    (file, truth)
 }

@@ -13,26 +13,8 @@ use crate::support::*;
 /// Generates a file of `sessions` sessions with anomalies; returns its
 /// bytes and its truth.
 fn generated(dir: &Path, sessions: u64, seed: u64) -> (Vec<u8>, Value) {
-    let (file, truth) = (dir.join(format!("gen-{seed}.jsonl.bz2")), dir.join(format!("gen-{seed}.json")));
-    let (file_arg, truth_arg) = (file.display().to_string(), truth.display().to_string());
-    let (sessions, seed) = (sessions.to_string(), seed.to_string());
-    report(sessionlake(
-        dir.join("unused-lake"),
-        &[
-            "generate",
-            "--out",
-            &file_arg,
-            "--sessions",
-            &sessions,
-            "--seed",
-            &seed,
-            "--anomaly-rate",
-            "0.02",
-            "--truth",
-            &truth_arg,
-        ],
-    ));
-    (std::fs::read(&file).unwrap(), serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap())
+    let (file, truth) = generate(dir, sessions, seed);
+    (std::fs::read(file).unwrap(), truth)
 }
 
 fn manifest_entries(lake: &Path) -> usize {
