@@ -21,9 +21,19 @@
 //! it off (it was never acknowledged). A bad record anywhere else is damage,
 //! and opening fails rather than skip data. A segment is deleted once the
 //! raw table holds every record in it.
+//!
+//! Segments are filled with zeros [`ALLOCATE_STEP`] bytes ahead of the
+//! records, and records are written over those zeros. An append then
+//! changes no file size, so its `fdatasync` writes the record's pages and
+//! nothing else; an append that grows the file also commits the file
+//! system's journal, which waits for every other process's data written
+//! since the last commit (ext4's ordered mode). A run of zeros after the
+//! last record is the end of a segment (a record never starts with zeros:
+//! its sequence is at least 1).
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use sessionlake_model::{Event, EventKind};
@@ -38,6 +48,9 @@ const EVENT_BYTES: usize = 44;
 const HEADER_BYTES: usize = 20;
 /// The file extension of segments.
 const SEGMENT_EXTENSION: &str = "wal";
+/// How far ahead of its records a segment is filled with zeros: one append
+/// in this many bytes grows the file.
+const ALLOCATE_STEP: u64 = 4 << 20;
 
 /// One request's events, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +71,10 @@ pub(super) struct Wal {
     /// Every segment, oldest first; the last one is appended to.
     segments: Vec<Segment>,
     current: File,
+    /// Where the current segment's records end: the next one goes here.
     current_bytes: u64,
+    /// The current segment's length: zeros from `current_bytes` on.
+    allocated: u64,
     next_seq: u64,
     max_segment_bytes: u64,
     /// Reused for every append.
@@ -103,6 +119,7 @@ impl Wal {
         let mut segments = Vec::with_capacity(paths.len() + 1);
         let mut records = Vec::new();
         let last = paths.len().checked_sub(1);
+        let mut last_intact = 0;
         for (index, path) in paths.drain(..).enumerate() {
             let (found, intact_bytes, torn) = read_segment(&path)?;
             if let Some(why) = torn {
@@ -130,21 +147,22 @@ impl Wal {
             }
             segments.push(Segment { path, last_seq: found.last().map(|record| record.seq) });
             records.extend(found);
+            last_intact = intact_bytes;
         }
         let next_seq = records.last().map_or(1, |record| record.seq + 1);
-        let (current, current_bytes) = match segments.last() {
+        let (current, current_bytes, allocated) = match segments.last() {
             Some(segment) => {
                 let file = OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(&segment.path)
                     .map_err(LakeError::io("opening", &segment.path))?;
-                let bytes = file.metadata().map_err(LakeError::io("reading", &segment.path))?.len();
-                (file, bytes)
+                let length = file.metadata().map_err(LakeError::io("reading", &segment.path))?.len();
+                (file, last_intact, length)
             }
             None => {
                 let (segment, file) = create_segment(dir, next_seq)?;
                 segments.push(segment);
-                (file, 0)
+                (file, 0, 0)
             }
         };
         let wal = Wal {
@@ -154,6 +172,7 @@ impl Wal {
             segments,
             current,
             current_bytes,
+            allocated,
             next_seq,
             max_segment_bytes: max_segment_bytes.max(1),
             scratch: Vec::new(),
@@ -202,15 +221,21 @@ impl Wal {
         if seqs.is_empty() {
             return Ok(seqs);
         }
-        let path = &self.segments.last().expect("a current segment").path;
-        let written = self.current.write_all(&self.scratch).and_then(|()| self.current.sync_data());
+        let end = self.current_bytes + self.scratch.len() as u64;
+        let written = self
+            .current
+            .write_all_at(&self.scratch, self.current_bytes)
+            .and_then(|()| self.allocate_through(end))
+            .and_then(|()| self.current.sync_data());
         if let Err(error) = written {
             // Cut off whatever part reached the file; if even that fails,
             // the torn tail is cut when the log is next opened.
             let _ = self.current.set_len(self.current_bytes);
+            self.allocated = self.current_bytes;
+            let path = &self.segments.last().expect("a current segment").path;
             return Err(LakeError::io("appending to", path)(error));
         }
-        self.current_bytes += self.scratch.len() as u64;
+        self.current_bytes = end;
         self.next_seq += seqs.len() as u64;
         self.segments.last_mut().expect("a current segment").last_seq = seqs.last().copied();
         Ok(seqs)
@@ -248,6 +273,26 @@ impl Wal {
         self.segments.push(segment);
         self.current = file;
         self.current_bytes = 0;
+        self.allocated = 0;
+        Ok(())
+    }
+
+    /// Once records reach `end`, fills the segment with zeros up to
+    /// [`ALLOCATE_STEP`] past it (at most to the segment size), so that the
+    /// next appends write within the file. Not synced here: the append's
+    /// sync covers it.
+    fn allocate_through(&mut self, end: u64) -> std::io::Result<()> {
+        self.allocated = self.allocated.max(end);
+        let target = (end + ALLOCATE_STEP).min(self.max_segment_bytes);
+        if self.allocated >= end + ALLOCATE_STEP / 2 || target <= self.allocated {
+            return Ok(());
+        }
+        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        while self.allocated < target {
+            let length = (target - self.allocated).min(ZEROS.len() as u64) as usize;
+            self.current.write_all_at(&ZEROS[..length], self.allocated)?;
+            self.allocated += length as u64;
+        }
         Ok(())
     }
 }
@@ -302,7 +347,12 @@ fn segment_paths(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn create_segment(dir: &Path, first_seq: u64) -> Result<(Segment, File)> {
     let path = dir.join(format!("{first_seq:020}.{SEGMENT_EXTENSION}"));
-    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(LakeError::io("creating", &path))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(LakeError::io("creating", &path))?;
     // The new name must be durable before records in it are acknowledged.
     sync_dir(dir)?;
     Ok((Segment { path, last_seq: None }, file))
@@ -326,6 +376,8 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64, Option<String>)> {
                 records.push(record);
                 at += used;
             }
+            // The zeros ahead of the records: the segment's clean end.
+            Err(_) if bytes[at..].iter().all(|&byte| byte == 0) => break,
             Err(why) => return Ok((records, at as u64, Some(why))),
         }
     }
@@ -449,12 +501,14 @@ mod tests {
         opened.wal.append(requests(3).iter().map(Vec::as_slice)).unwrap();
         let segment = segment_paths(dir.path()).unwrap().pop().unwrap();
         drop(opened);
-        // A crash in the middle of the fourth record's write.
+        // A crash in the middle of the fourth record's write, over the
+        // zeros ahead of the records.
         let mut bytes = std::fs::read(&segment).unwrap();
-        let intact = bytes.len();
+        let intact = 3 * (HEADER_BYTES + 2 * EVENT_BYTES);
+        assert!(bytes[intact..].iter().all(|&byte| byte == 0) && bytes.len() > intact);
         let mut torn = Vec::new();
         encode_record(&mut torn, 4, &requests(1)[0]);
-        bytes.extend_from_slice(&torn[..torn.len() - 5]);
+        bytes[intact..intact + torn.len() - 5].copy_from_slice(&torn[..torn.len() - 5]);
         std::fs::write(&segment, &bytes).unwrap();
 
         let mut reopened = Wal::open(dir.path(), 1 << 20).unwrap();
@@ -463,6 +517,30 @@ mod tests {
         assert_eq!(reopened.wal.append([requests(1)[0].as_slice()]).unwrap(), vec![4]);
         drop(reopened);
         assert_eq!(Wal::open(dir.path(), 1 << 20).unwrap().records.len(), 4);
+    }
+
+    #[test]
+    fn records_are_written_over_zeros_ahead_of_them_in_every_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let record_bytes = (HEADER_BYTES + 2 * EVENT_BYTES) as u64;
+        let mut opened = Wal::open(dir.path(), 1 << 20).unwrap();
+        opened.wal.append(requests(3).iter().map(Vec::as_slice)).unwrap();
+        let first = segment_paths(dir.path()).unwrap().pop().unwrap();
+        assert_eq!(std::fs::metadata(&first).unwrap().len(), 1 << 20, "zeros up to the segment size");
+        // A jump in sequence leaves the first segment with zeros at its end.
+        opened.wal.continue_after(10).unwrap();
+        opened.wal.append([requests(1)[0].as_slice()]).unwrap();
+        drop(opened);
+
+        let mut reopened = Wal::open(dir.path(), 1 << 20).unwrap();
+        let seqs = |records: &[Record]| records.iter().map(|record| record.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&reopened.records), vec![1, 2, 3, 11]);
+        assert_eq!(reopened.wal.current_bytes, record_bytes, "the next record goes right after the last one");
+        assert_eq!(reopened.wal.append([requests(1)[0].as_slice()]).unwrap(), vec![12]);
+        drop(reopened);
+        assert_eq!(seqs(&Wal::open(dir.path(), 1 << 20).unwrap().records), vec![1, 2, 3, 11, 12]);
+        let last = segment_paths(dir.path()).unwrap().pop().unwrap();
+        assert_eq!(std::fs::metadata(&last).unwrap().len(), 1 << 20, "appends within the zeros grow nothing");
     }
 
     #[test]
