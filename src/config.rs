@@ -47,6 +47,12 @@ pub struct GlobalArgs {
     /// which keeps every Arrow column under its 2 GiB offset limit).
     #[arg(long, global = true, env = "SESSIONLAKE_RAW_CHUNK_MB", default_value_t = ChunkLimits::default().max_bytes >> 20, value_parser = clap::value_parser!(u64).range(1..=512))]
     pub raw_chunk_mb: u64,
+    /// CPU priority (nice, 0 to 19) of background work: the `--follow`
+    /// stages and the API's folds of posted events into the raw table, so
+    /// that on a shared machine requests are answered first. 0 keeps the
+    /// priority the process started with; a higher start value is kept.
+    #[arg(long, global = true, env = "SESSIONLAKE_BACKGROUND_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub background_nice: i32,
     /// The service clock, an RFC 3339 instant (real UTC time when unset).
     #[arg(long, global = true, env = "SESSIONLAKE_NOW")]
     pub now: Option<DateTime<Utc>>,
@@ -100,6 +106,19 @@ pub enum Command {
     /// Table upkeep: compact small files, vacuum old unreferenced files, checkpoint and clean the log,
     /// keeping what a lagging `sessions` or `serve` still needs.
     Maintain(MaintainArgs),
+}
+
+impl Command {
+    /// Whether the whole command is background work: a stage that follows
+    /// its input (`raw`, `sessions` or `serve` with `--follow`).
+    pub fn is_background(&self) -> bool {
+        match self {
+            Command::Raw(args) => args.follow,
+            Command::Sessions(args) => args.follow,
+            Command::Serve(args) => args.follow,
+            _ => false,
+        }
+    }
 }
 
 /// `generate` options.
@@ -161,7 +180,7 @@ pub struct RawArgs {
     #[arg(long, env = "SESSIONLAKE_FOLLOW", default_value_t = false)]
     pub follow: bool,
     /// Seconds between looks at the landing zone with --follow (at least 0.05).
-    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "0.25", value_parser = seconds)]
     pub poll_seconds: Duration,
 }
 
@@ -214,7 +233,7 @@ pub struct SessionsArgs {
     #[arg(long, env = "SESSIONLAKE_FOLLOW", default_value_t = false)]
     pub follow: bool,
     /// Seconds between polls with --follow (at least 0.05).
-    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "0.25", value_parser = seconds)]
     pub poll_seconds: Duration,
     /// How raw versions are grouped into gold MERGEs.
     #[command(flatten)]
@@ -319,7 +338,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIONLAKE_FOLLOW", default_value_t = false)]
     pub follow: bool,
     /// Seconds between polls with --follow (at least 0.05).
-    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "0.25", value_parser = seconds)]
     pub poll_seconds: Duration,
     /// How rows are written.
     #[command(flatten)]
@@ -453,7 +472,7 @@ pub struct UpArgs {
     pub api: ApiOptions,
     /// Seconds between the looks of `raw`, `sessions` and `serve` for new
     /// landed files and versions (at least 0.05).
-    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "1", value_parser = seconds)]
+    #[arg(long, env = "SESSIONLAKE_POLL_SECONDS", default_value = "0.25", value_parser = seconds)]
     pub poll_seconds: Duration,
     /// Also land the files that appear in a folder (as `ingest --watch`).
     #[command(flatten)]

@@ -12,6 +12,7 @@
 
 mod commands;
 mod config;
+mod priority;
 mod progress;
 mod report;
 
@@ -40,6 +41,10 @@ fn main() -> ExitCode {
         .init();
     quiet_caught_upload_abort_panics();
     progress::install();
+    if config.command.is_background() {
+        // Before the runtime: its threads inherit the priority.
+        priority::lower_this_thread(config.global.background_nice);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

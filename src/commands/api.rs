@@ -97,15 +97,18 @@ impl RunningApi {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("live-ingest")
+                .on_thread_start({
+                    let nice = global.background_nice;
+                    move || crate::priority::lower_this_thread(nice)
+                })
                 .enable_all()
                 .build()
                 .context("while starting live ingest's runtime")?,
         ));
-        let live = ingest_runtime
-            .handle()
-            .spawn(LiveIngest::start(global.lake.clone(), live_settings))
+        // Started from here, so that the log's thread keeps this thread's
+        // priority; the folds run on the ingest runtime, at the background one.
+        let live = LiveIngest::start_on(global.lake.clone(), live_settings, ingest_runtime.handle())
             .await
-            .context("live ingest's start failed")?
             .context("while opening the raw table for live ingest")?;
         if let (Some(dir), Some(replica)) = (wal_dir, live.wal_replica()) {
             info!(

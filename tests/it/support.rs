@@ -43,7 +43,16 @@ pub fn nodes() -> String {
 /// The binary, with a clean environment for the settings tests control.
 pub fn sessionlake(lake: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sessionlake"));
-    command.arg("--lake").arg(lake).arg("--json").args(args).env("SESSIONLAKE_NOW", NOW);
+    // Followers at the default background priority could starve behind the
+    // other tests' processes on a busy CI machine and miss their deadlines;
+    // `cli` tests the priority itself.
+    command
+        .arg("--lake")
+        .arg(lake)
+        .arg("--json")
+        .args(args)
+        .env("SESSIONLAKE_NOW", NOW)
+        .env("SESSIONLAKE_BACKGROUND_NICE", "0");
     for name in ["SESSIONLAKE_DEBUG", "SESSIONLAKE_FOLLOW", "SESSIONLAKE_CASSANDRA_KEYSPACE"] {
         command.env_remove(name);
     }

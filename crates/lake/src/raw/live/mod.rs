@@ -235,6 +235,18 @@ impl LiveIngest {
     /// Opens (or creates) the raw table and starts the committer task, under
     /// its supervisor, on the current Tokio runtime.
     pub async fn start(lake: Lake, settings: LiveSettings) -> Result<LiveIngest> {
+        Self::start_on(lake, settings, &tokio::runtime::Handle::current()).await
+    }
+
+    /// [`LiveIngest::start`] with the committer (folds, compactions) on
+    /// `committer_runtime`, for instance one whose threads run at a lower
+    /// CPU priority. The write-ahead log's thread, which the answers wait
+    /// for, is started from the calling thread and inherits its priority.
+    pub async fn start_on(
+        lake: Lake,
+        settings: LiveSettings,
+        committer_runtime: &tokio::runtime::Handle,
+    ) -> Result<LiveIngest> {
         let table = lake.open_or_create(&RAW).await?;
         let settings = LiveSettings {
             max_events_per_commit: settings.max_events_per_commit.max(1),
@@ -291,7 +303,7 @@ impl LiveIngest {
                 }
             }
         };
-        let handle = tokio::spawn(supervisor::supervise(
+        let handle = committer_runtime.spawn(supervisor::supervise(
             health.clone(),
             supervisor::RestartBackoff::default(),
             is_closing,

@@ -287,7 +287,7 @@ impl Wal {
         if self.allocated >= end + ALLOCATE_STEP / 2 || target <= self.allocated {
             return Ok(());
         }
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         while self.allocated < target {
             let length = (target - self.allocated).min(ZEROS.len() as u64) as usize;
             self.current.write_all_at(&ZEROS[..length], self.allocated)?;
