@@ -19,7 +19,14 @@ mod config;
 /// The binary on `lake` with `--json`, not run yet.
 fn command(lake: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sessionlake"));
-    command.arg("--lake").arg(lake).arg("--json").args(args).env_remove("SESSIONLAKE_DEBUG");
+    // The priority tests below expect the default --background-nice.
+    command
+        .arg("--lake")
+        .arg(lake)
+        .arg("--json")
+        .args(args)
+        .env_remove("SESSIONLAKE_DEBUG")
+        .env_remove("SESSIONLAKE_BACKGROUND_NICE");
     command
 }
 
