@@ -49,8 +49,10 @@ pub struct GlobalArgs {
     pub raw_chunk_mb: u64,
     /// CPU priority (nice, 0 to 19) of background work: the `--follow`
     /// stages and the API's folds of posted events into the raw table, so
-    /// that on a shared machine requests are answered first. 0 keeps the
-    /// priority the process started with; a higher start value is kept.
+    /// that on a shared machine requests are answered first. On Linux that
+    /// work also runs under the `SCHED_BATCH` policy (its wake-ups never
+    /// preempt a request). 0 keeps the priority and policy the process
+    /// started with; a higher start value is kept.
     #[arg(long, global = true, env = "SESSIONLAKE_BACKGROUND_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub background_nice: i32,
     /// The service clock, an RFC 3339 instant (real UTC time when unset).

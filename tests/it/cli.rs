@@ -613,10 +613,12 @@ fn a_failed_follow_pass_is_logged_and_retried() {
     follower.wait_for("a second failed pass", Duration::from_secs(60), |follower| {
         follower.stderr().matches("pass failed").count() >= 2
     });
-    let background = BACKGROUND_NICE.max(own_nice());
-    let nices: Vec<i64> =
-        thread_nices(follower.child.as_ref().unwrap().id()).into_iter().map(|(_, nice)| nice).collect();
-    assert!(!nices.is_empty() && nices.iter().all(|&nice| nice == background), "a follower's threads: {nices:?}");
+    let background = (BACKGROUND_NICE.max(own_nice()), SCHED_BATCH);
+    let threads = thread_priorities(follower.child.as_ref().unwrap().id());
+    assert!(
+        !threads.is_empty() && threads.iter().all(|(_, nice, policy)| (*nice, *policy) == background),
+        "a follower's threads (name, nice, policy): {threads:?}"
+    );
     std::fs::remove_file(&blocker).unwrap();
     follower.wait_for("a sessions report once healed", Duration::from_secs(60), |follower| {
         follower.stdout().contains("\"inserted\"")
@@ -672,15 +674,17 @@ fn up_prints_curl_examples_that_work_with_api_keys() {
         .env_remove("SESSIONLAKE_API_KEYS_FILE");
     let mut api = Background::spawn(&mut up);
     api.wait_for("the API announced", Duration::from_secs(300), |api| api.stderr().contains("API ready on "));
-    // The folds of posted events run at the background priority; the log's
-    // thread, which the answers wait for, at the process's own.
-    let threads = thread_nices(api.child.as_ref().unwrap().id());
-    let nice_of = |prefix: &str| -> Vec<i64> {
-        threads.iter().filter(|(name, _)| name.starts_with(prefix)).map(|&(_, nice)| nice).collect()
+    // The folds of posted events run at the background priority and
+    // policy; the log's thread, which the answers wait for, at the
+    // process's own.
+    let threads = thread_priorities(api.child.as_ref().unwrap().id());
+    let priorities_of = |prefix: &str| -> Vec<(i64, u32)> {
+        threads.iter().filter(|(name, ..)| name.starts_with(prefix)).map(|&(_, nice, policy)| (nice, policy)).collect()
     };
-    let (folds, log) = (nice_of("live-ingest"), nice_of("sessionlake-wal"));
-    assert!(!folds.is_empty() && folds.iter().all(|&nice| nice == BACKGROUND_NICE.max(own_nice())), "{threads:?}");
-    assert_eq!(log, vec![own_nice()], "{threads:?}");
+    let (folds, log) = (priorities_of("live-ingest"), priorities_of("sessionlake-wal"));
+    let background = (BACKGROUND_NICE.max(own_nice()), SCHED_BATCH);
+    assert!(!folds.is_empty() && folds.iter().all(|&fold| fold == background), "{threads:?}");
+    assert_eq!(log, vec![(own_nice(), SCHED_OTHER)], "{threads:?}");
     let log = api.stderr();
     let examples: Vec<&str> = log.lines().map(str::trim).filter(|line| line.starts_with("curl ")).collect();
     assert_eq!(examples.len(), 2, "two curl examples: {log}");
@@ -700,21 +704,30 @@ fn up_prints_curl_examples_that_work_with_api_keys() {
 /// The default `--background-nice`.
 const BACKGROUND_NICE: i64 = 10;
 
-/// Each thread of process `pid`: its name and nice value (Linux `/proc`).
-fn thread_nices(pid: u32) -> Vec<(String, i64)> {
+/// Linux scheduling policies, as `/proc/…/stat` gives them.
+const SCHED_OTHER: u32 = 0;
+const SCHED_BATCH: u32 = 3;
+
+/// Each thread of process `pid`: its name, nice value and scheduling
+/// policy (Linux `/proc`).
+fn thread_priorities(pid: u32) -> Vec<(String, i64, u32)> {
     let mut threads = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
         let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_string();
-        threads.push((name, nice_in(&stat)));
+        threads.push((name, nice_in(&stat), stat_field(&stat, 41).parse().unwrap()));
     }
     threads
 }
 
 /// The nice value (field 19) of a `/proc/…/stat` line.
 fn nice_in(stat: &str) -> i64 {
-    // The fields after the name start at field 3.
-    stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(16).unwrap().parse().unwrap()
+    stat_field(stat, 19).parse().unwrap()
+}
+
+/// Field `number` (from 3, the one after the name) of a `/proc/…/stat` line.
+fn stat_field(stat: &str, number: usize) -> &str {
+    stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(number - 3).unwrap()
 }
 
 /// This test thread's nice value, which the binaries it starts inherit.
