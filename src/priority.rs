@@ -46,9 +46,5 @@ fn batch_policy() -> std::io::Result<()> {
     // pid 0 is the calling thread, and the non-real-time policies require
     // priority 0. It changes no memory of this process.
     let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
