@@ -33,18 +33,26 @@ pub fn lower_this_thread(nice: i32) {
 #[cfg(not(unix))]
 pub fn lower_this_thread(_nice: i32) {}
 
-/// Puts the calling thread under `SCHED_BATCH` (its nice value stays).
-/// Measured with `make bench-api`: the followers' wake-ups no longer delay
-/// the API's answers (POST p99 133–205 ms → 28–54 ms on the 2-core
-/// machine).
+/// Puts the calling thread under `SCHED_BATCH` (its nice value stays) if it
+/// runs under the default policy: one already under `SCHED_IDLE` (or any
+/// other) keeps it, so the policy is never raised. Measured with `make
+/// bench-api`: the followers' wake-ups no longer push the API's answers
+/// off a core (POST p99 133–205 ms → mostly 37–95 ms on the 2-core
+/// machine; README, "API load").
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn batch_policy() -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `sched_setscheduler` reads the `sched_param` we pass by
-    // reference for the duration of the call and keeps no pointer to it;
-    // pid 0 is the calling thread, and the non-real-time policies require
-    // priority 0. It changes no memory of this process.
-    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    // SAFETY: `sched_getscheduler` takes no pointer; `sched_setscheduler`
+    // reads the `sched_param` we pass by reference for the duration of the
+    // call and keeps no pointer to it. pid 0 is the calling thread, and the
+    // non-real-time policies require priority 0. Neither changes memory of
+    // this process.
+    let result = unsafe {
+        if libc::sched_getscheduler(0) != libc::SCHED_OTHER {
+            return Ok(());
+        }
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param)
+    };
     if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
